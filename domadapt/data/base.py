@@ -1,0 +1,196 @@
+"""Base classes shared by every dataset (adapters and embedded data).
+
+A dataset is *lazy*: the constructor only stores its arguments, files are indexed by
+:meth:`DomainDataset.setup` (called by the DataModule's ``setup()`` or on first use), so recipes can
+be printed and checked with no data on disk.
+
+Subclasses implement two methods:
+
+* ``_index() -> list`` — one entry per sample (paths, arrays, ...); raise :class:`DataError` when
+  the layout is wrong;
+* ``_load(entry) -> (image, target)`` — ``image`` ``(H, W, 3)`` uint8 RGB, ``target`` an ``(H, W)``
+  uint8 train-id mask (segmentation) or an ``int`` label (classification).
+
+``__getitem__`` applies the transform and returns a :class:`~domadapt.structures.Sample`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from domadapt.io import CorruptSampleError, DataError
+from domadapt.structures import Task
+
+Transform = Callable[..., dict]
+
+
+def to_tensor_sample(image: np.ndarray, mask: np.ndarray | None = None) -> dict:
+    """Default transform: ``(H, W, 3)`` uint8 -> ``(3, H, W)`` float in ``[0, 1]``; mask -> int64."""
+    out = {"image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)}
+    if mask is not None:
+        out["mask"] = torch.from_numpy(np.ascontiguousarray(mask)).long()
+    return out
+
+
+class DomainDataset(Dataset):
+    """A labelled or unlabelled image dataset of one domain.
+
+    Args:
+        transform: callable ``transform(image=HWC uint8, mask=HW uint8 | None) -> dict`` returning
+            tensors (see :class:`domadapt.data.transforms.Augment`); ``None`` only scales to [0, 1].
+        with_labels: return ``label`` / ``mask`` (``False`` for the unlabelled target train split).
+        skip_corrupt: replace an unreadable sample by the next one with a counted warning instead of
+            failing. Off by default: corrupt data is never skipped silently.
+        limit: use only the first ``limit`` samples (quick experiments, tests).
+    """
+
+    task: ClassVar[Task] = "classification"
+    classes: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        transform: Transform | None = None,
+        with_labels: bool = True,
+        skip_corrupt: bool = False,
+        limit: int | None = None,
+    ) -> None:
+        self.transform = transform
+        self.with_labels = with_labels
+        self.skip_corrupt = skip_corrupt
+        self.limit = limit
+        self.domain = 0
+        self.num_skipped = 0
+        self._items: list | None = None
+
+    # --- to implement -----------------------------------------------------------------------
+    def _index(self) -> list:
+        raise NotImplementedError
+
+    def _load(self, entry: Any) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line naming the dataset for messages and logs."""
+        return type(self).__name__
+
+    # --- shared behaviour -------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def setup(self) -> DomainDataset:
+        """Index the files once (idempotent). Raises :class:`DataError` on a bad layout."""
+        if self._items is None:
+            items = list(self._index())
+            if self.limit is not None:
+                items = items[: self.limit]
+            if not items:
+                raise DataError(f"{self.describe()}: no samples found (empty split)")
+            self._items = items
+        return self
+
+    @property
+    def items(self) -> list:
+        return self.setup()._items  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load_raw(self, index: int) -> tuple[np.ndarray, Any]:
+        """Decoded ``(image, target)`` of sample ``index`` before any transform."""
+        return self._load(self.items[index])
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self)
+        for attempt in range(n):
+            i = (index + attempt) % n
+            try:
+                image, target = self.load_raw(i)
+                break
+            except CorruptSampleError as e:
+                if not self.skip_corrupt:
+                    raise
+                self.num_skipped += 1
+                warnings.warn(f"skipping corrupt sample ({self.num_skipped} so far in this worker): {e}")
+        else:  # pragma: no cover - every file corrupt
+            raise DataError(f"{self.describe()}: every sample is corrupt")
+        return self._to_sample(image, target, index)
+
+    def _to_sample(self, image: np.ndarray, target: Any, index: int) -> dict:
+        transform = self.transform or to_tensor_sample
+        if self.task == "segmentation":
+            out = transform(image=image, mask=target)
+            if not self.with_labels:
+                out.pop("mask", None)
+            elif out["mask"].dtype != torch.long:
+                out["mask"] = out["mask"].long()
+        else:
+            out = transform(image=image)
+            out.pop("mask", None)
+            if self.with_labels:
+                out["label"] = torch.tensor(int(target), dtype=torch.long)
+        out["domain"] = torch.tensor(self.domain, dtype=torch.long)
+        out["index"] = torch.tensor(index, dtype=torch.long)
+        return out
+
+
+class SegmentationDataset(DomainDataset):
+    """Base for semantic-segmentation datasets (Cityscapes 19 train ids by default)."""
+
+    task: ClassVar[Task] = "segmentation"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from domadapt.data.catalog import CS19_CLASSES
+
+        self.classes = CS19_CLASSES
+
+
+class ClassificationDataset(DomainDataset):
+    """Base for image-classification datasets."""
+
+    task: ClassVar[Task] = "classification"
+
+
+class ArrayDataset(DomainDataset):
+    """In-memory dataset over arrays (embedded data, tests).
+
+    Args:
+        images: ``(N, H, W, 3)`` uint8.
+        targets: ``(N,)`` int labels (classification) or ``(N, H, W)`` uint8 masks (segmentation).
+        classes: class names.
+        task: ``"classification"`` or ``"segmentation"``.
+        name: shown in messages.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        classes: tuple[str, ...],
+        task: Task = "classification",
+        name: str = "arrays",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if len(images) != len(targets):
+            raise DataError(f"{name}: {len(images)} images but {len(targets)} targets")
+        self.images, self.targets = images, targets
+        self.classes = tuple(classes)
+        self.task = task  # type: ignore[misc]
+        self.name = name
+
+    def describe(self) -> str:
+        return self.name
+
+    def _index(self) -> list:
+        return list(range(len(self.images)))
+
+    def _load(self, entry: int) -> tuple[np.ndarray, Any]:
+        return self.images[entry], self.targets[entry]

@@ -1,0 +1,173 @@
+"""`DomainAdaptationDataModule`: labelled source(s) + unlabelled target for training, labelled
+target (and optionally source) splits for evaluation.
+
+Training batches are ``{"source": Sample, "target": Sample}`` (DESIGN.md §3): the source loader
+iterates the concatenation of all sources (each sample keeps its ``domain`` id ``0..S-1``), the
+target loader the unlabelled target train split (``domain`` = ``S``). The two loaders are combined
+with Lightning's ``CombinedLoader`` in ``max_size_cycle`` mode, so an epoch is one pass over the
+larger of the two and the smaller one restarts. Training loaders use ``drop_last=True`` so every
+batch has the configured size (adversarial losses assume equal-sized domains).
+
+Datasets are only *indexed* in :meth:`setup`, so ``--print_config`` and recipe checks need no data.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import CombinedLoader
+from torch.utils.data import ConcatDataset, DataLoader
+
+from domadapt.data.base import DomainDataset
+from domadapt.data.transforms import Augment
+from domadapt.io import DataError
+
+
+class DomainAdaptationDataModule(pl.LightningDataModule):
+    """Source(s) + target data for domain adaptation.
+
+    Args:
+        sources: one labelled source dataset or a list of them (multi-source).
+        target: the unlabelled target training split (its labels, if any, are never loaded).
+        target_val: labelled target split for validation (``val/target/*`` metrics).
+        target_test: labelled target split for ``test`` (defaults to ``target_val``).
+        source_val: optional labelled source split for validation (``val/source/*``).
+        train_transform: augmentation for training images of every domain whose dataset has none.
+        target_transform: augmentation for the target training split (defaults to ``train_transform``).
+        eval_transform: deterministic transform for evaluation splits whose dataset has none.
+        batch_size: source batch size (all sources together).
+        target_batch_size: target batch size (defaults to ``batch_size``).
+        eval_batch_size: evaluation batch size (defaults to ``batch_size``).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory (useful on GPU machines).
+    """
+
+    def __init__(
+        self,
+        sources: DomainDataset | list[DomainDataset],
+        target: DomainDataset,
+        target_val: DomainDataset | None = None,
+        target_test: DomainDataset | None = None,
+        source_val: DomainDataset | None = None,
+        train_transform: Augment | None = None,
+        target_transform: Augment | None = None,
+        eval_transform: Augment | None = None,
+        batch_size: int = 32,
+        target_batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.sources = list(sources) if isinstance(sources, Sequence) else [sources]
+        if not self.sources:
+            raise ValueError("DomainAdaptationDataModule.sources: expected at least one source dataset")
+        if batch_size <= 0:
+            raise ValueError(f"DomainAdaptationDataModule.batch_size: expected > 0, got {batch_size}")
+        self.target, self.target_val, self.source_val = target, target_val, source_val
+        self.target_test = target_test if target_test is not None else target_val
+        self.train_transform, self.eval_transform = train_transform, eval_transform
+        self.target_transform = target_transform if target_transform is not None else train_transform
+        self.batch_size = batch_size
+        self.target_batch_size = target_batch_size or batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self._ready = False
+
+    # --- metadata available before setup -------------------------------------------------------
+    @property
+    def task(self) -> str:
+        return self.target.task
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.sources)
+
+    @property
+    def val_names(self) -> list[str]:
+        """Names of the validation dataloaders, in order (``val/<name>/<metric>``)."""
+        return [n for n, d in (("target", self.target_val), ("source", self.source_val)) if d is not None]
+
+    @property
+    def test_names(self) -> list[str]:
+        return ["target"] if self.target_test is not None else []
+
+    # --- Lightning hooks --------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        for i, ds in enumerate(self.sources):
+            self._prepare(ds, domain=i, transform=self.train_transform, with_labels=True)
+        self._prepare(self.target, domain=self.num_sources, transform=self.target_transform, with_labels=False)
+        for ds, dom in ((self.target_val, self.num_sources), (self.target_test, self.num_sources), (self.source_val, 0)):
+            if ds is not None:
+                self._prepare(ds, domain=dom, transform=self.eval_transform, with_labels=True)
+        self._check_compatible()
+        self._ready = True
+
+    @staticmethod
+    def _prepare(ds: DomainDataset, domain: int, transform: Augment | None, with_labels: bool) -> None:
+        ds.domain = domain
+        if ds.transform is None:
+            ds.transform = transform
+        if not with_labels:
+            ds.with_labels = False
+        ds.setup()
+
+    def _check_compatible(self) -> None:
+        ref = self.target
+        for ds in [*self.sources, self.target_val, self.target_test, self.source_val]:
+            if ds is None:
+                continue
+            if ds.task != ref.task:
+                raise DataError(f"{ds.describe()}: task {ds.task!r} differs from the target's {ref.task!r}")
+            if tuple(ds.classes) != tuple(ref.classes):
+                raise DataError(
+                    f"{ds.describe()}: class list ({len(ds.classes)} classes) differs from the target "
+                    f"{ref.describe()} ({len(ref.classes)} classes); source and target must share one label space"
+                )
+
+    def _loader(self, ds, batch_size: int, train: bool) -> DataLoader:
+        if train and len(ds) < batch_size:
+            raise DataError(f"{_describe(ds)}: {len(ds)} samples is fewer than one batch of {batch_size} (drop_last)")
+        return DataLoader(
+            ds, batch_size=batch_size, shuffle=train, drop_last=train, num_workers=self.num_workers,
+            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> CombinedLoader:
+        self.setup()
+        source = self.sources[0] if self.num_sources == 1 else ConcatDataset(self.sources)
+        loaders = {
+            "source": self._loader(source, self.batch_size, train=True),
+            "target": self._loader(self.target, self.target_batch_size, train=True),
+        }
+        return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def val_dataloader(self) -> list[DataLoader]:
+        self.setup()
+        return [self._loader(d, self.eval_batch_size, train=False) for d in (self.target_val, self.source_val) if d is not None]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        self.setup()
+        return [self._loader(self.target_test, self.eval_batch_size, train=False)] if self.target_test is not None else []
+
+    def predict_dataloader(self) -> DataLoader:
+        """Predictions on the target training split (e.g. for pseudo-labelling)."""
+        self.setup()
+        ds = copy.copy(self.target)  # same files, deterministic evaluation transform
+        ds.transform = self.eval_transform
+        return self._loader(ds, self.eval_batch_size, train=False)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.target.classes)
+
+
+def _describe(ds) -> str:
+    if isinstance(ds, ConcatDataset):
+        return " + ".join(d.describe() for d in ds.datasets)
+    return ds.describe()

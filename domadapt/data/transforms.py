@@ -1,0 +1,113 @@
+"""Augmentation pipelines (albumentations; the only module that imports it).
+
+:class:`Augment` is a typed, YAML-friendly description of the usual UDA pipeline
+(resize -> random scale -> crop -> flip -> colour jitter -> normalise -> tensor). Geometric
+transforms are applied identically to image and mask; masks are resized nearest-neighbour and
+padded with 255 (ignore).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import albumentations as A
+import cv2
+import numpy as np
+from albumentations.pytorch import ToTensorV2
+
+from domadapt.structures import IGNORE_INDEX
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
+
+
+class Augment:
+    """Callable image(/mask) pipeline: ``Augment(...)(image=HWC uint8, mask=HW uint8) -> dict``.
+
+    Args:
+        resize: ``(height, width)`` to resize to first, or ``None``.
+        scale: random rescale range ``(lo, hi)`` applied after ``resize`` (e.g. ``(0.5, 1.5)``).
+        crop: ``(height, width)`` random crop (padded with 0 / 255 first if the image is smaller);
+            in ``train=False`` mode a centre crop.
+        hflip: probability of a horizontal flip.
+        color_jitter: strength of brightness/contrast/saturation jitter (hue gets a quarter); 0 = off.
+        mean: per-channel mean in [0, 1] units for normalisation.
+        std: per-channel std in [0, 1] units.
+        interpolation: image interpolation for resizing (masks always use nearest).
+        train: random (training) or deterministic (evaluation) behaviour.
+
+    Returns (on call):
+        dict with ``image`` ``(3, H, W)`` float32 and, when a mask was given, ``mask`` ``(H, W)`` uint8.
+    """
+
+    def __init__(
+        self,
+        resize: tuple[int, int] | None = None,
+        scale: tuple[float, float] | None = None,
+        crop: tuple[int, int] | None = None,
+        hflip: float = 0.0,
+        color_jitter: float = 0.0,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        interpolation: Literal["nearest", "linear", "cubic", "area"] = "linear",
+        train: bool = True,
+    ) -> None:
+        for name, v in (("resize", resize), ("crop", crop)):
+            if v is not None and (len(v) != 2 or min(v) <= 0):
+                raise ValueError(f"Augment.{name}: expected (height, width) of positive ints, got {v}")
+        if not 0.0 <= hflip <= 1.0:
+            raise ValueError(f"Augment.hflip: expected a probability in [0, 1], got {hflip}")
+        if color_jitter < 0:
+            raise ValueError(f"Augment.color_jitter: expected >= 0, got {color_jitter}")
+        self.resize, self.scale, self.crop, self.hflip = resize, scale, crop, hflip
+        self.color_jitter, self.mean, self.std = color_jitter, tuple(mean), tuple(std)
+        self.interpolation, self.train = interpolation, train
+        self.pipeline = A.Compose(self._ops())
+
+    def _ops(self) -> list:
+        interp = _INTERP[self.interpolation]
+        ops: list = []
+        if self.resize is not None:
+            ops.append(A.Resize(*self.resize, interpolation=interp, mask_interpolation=cv2.INTER_NEAREST))
+        if self.scale is not None and self.train:
+            lo, hi = self.scale
+            ops.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=interp,
+                                     mask_interpolation=cv2.INTER_NEAREST, p=1.0))
+        if self.crop is not None:
+            h, w = self.crop
+            ops.append(A.PadIfNeeded(h, w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX))
+            ops.append(A.RandomCrop(h, w) if self.train else A.CenterCrop(h, w))
+        if self.train and self.hflip > 0:
+            ops.append(A.HorizontalFlip(p=self.hflip))
+        if self.train and self.color_jitter > 0:
+            j = self.color_jitter
+            ops.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 4, 0.5), p=1.0))
+        ops.append(A.Normalize(mean=self.mean, std=self.std, max_pixel_value=255.0))
+        ops.append(ToTensorV2())
+        return ops
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
+        if mask is None:
+            return self.pipeline(image=image)
+        return self.pipeline(image=image, mask=mask)
+
+    def __repr__(self) -> str:
+        return (f"Augment(resize={self.resize}, scale={self.scale}, crop={self.crop}, hflip={self.hflip}, "
+                f"color_jitter={self.color_jitter}, train={self.train})")
+
+    def __getstate__(self):  # pickle the description, rebuild the pipeline in the worker
+        state = dict(self.__dict__)
+        state.pop("pipeline")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.pipeline = A.Compose(self._ops())
+
+
+def denormalize(image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """Undo :class:`Augment` normalisation: ``(3, H, W)`` tensor -> ``(H, W, 3)`` uint8 for plots."""
+    a = image.detach().cpu().float().numpy().transpose(1, 2, 0)
+    a = a * np.asarray(std) + np.asarray(mean)
+    return (a.clip(0, 1) * 255).round().astype(np.uint8)

@@ -1,0 +1,41 @@
+"""What ``domadapt test`` leaves in the run directory: ``metrics.json`` and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from domadapt.evaluation.metrics import iou_per_class
+from domadapt.evaluation.reports import plot_confusion_matrix, plot_per_class_iou, write_metrics
+
+
+def run_dir_of(module) -> Path:
+    """The run directory: the first logger's ``log_dir``, else ``trainer.default_root_dir``."""
+    trainer = module.trainer
+    log_dir = getattr(trainer, "log_dir", None)
+    return Path(log_dir or trainer.default_root_dir)
+
+
+def write_test_report(module, results: dict[str, Any]) -> Path:
+    """Write ``metrics.json`` (all domains) plus per-class IoU / confusion-matrix PNGs per domain.
+
+    Args:
+        module: the evaluated LightningModule (gives the run directory, task and class names).
+        results: ``{domain: {"summary": dict, "confmat": (K, K) tensor}}``.
+
+    Returns:
+        Path of ``metrics.json``.
+    """
+    out = run_dir_of(module)
+    names = list(module.class_names())
+    flat = {f"test/{d}/{k}": v for d, r in results.items() for k, v in r["summary"].items()}
+    extra = {"confusion_matrix": {d: r["confmat"].tolist() for d, r in results.items()},
+             "classes": names, "task": module.task, "global_step": module.global_step}
+    path = write_metrics(out, flat, extra)
+    for d, r in results.items():
+        cm = r["confmat"]
+        if module.task == "segmentation":
+            plot_per_class_iou(iou_per_class(cm).tolist(), names, out / f"test_{d}_per_class_iou.png",
+                               title=f"per-class IoU on {d}")
+        plot_confusion_matrix(cm, names, out / f"test_{d}_confusion_matrix.png")
+    return path

@@ -1,0 +1,297 @@
+"""`DomainAdaptationModule`: the LightningModule every method builds on (DESIGN.md §3).
+
+Training objective (automatic optimisation)::
+
+    L = CE(net(x_s), y_s) + w(p) * adaptation_loss(out_s, out_t, batch)
+
+where ``w(p) = adaptation_weight * adaptation_schedule(p)`` and ``p`` in [0, 1] is training progress
+computed from the trainer's batch counter (restored from checkpoints; no hidden counters).
+Subclasses override :meth:`adaptation_loss` (or :meth:`training_step` for manual optimisation).
+
+Evaluation runs on every named domain of the DataModule (``val/target/miou``, ``val/source/acc``, …)
+from one accumulated confusion matrix per domain (torchmetrics; states are summed across DDP ranks).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from domadapt import schedules
+from domadapt.evaluation.metrics import ConfusionMatrix
+from domadapt.evaluation.summary import summarize
+from domadapt.structures import IGNORE_INDEX, NetOutput
+
+
+class DomainAdaptationModule(pl.LightningModule):
+    """Base adaptation method: supervised source loss + scheduled adaptation loss.
+
+    Args:
+        net: the network; returns :class:`~domadapt.structures.NetOutput` and declares ``task``,
+            ``num_classes`` and ``num_features``. May offer ``param_groups(lr_mult_head)``.
+        lr: base learning rate (backbone); the head gets ``lr * head_lr_mult``.
+        optimizer: ``"sgd"`` (momentum, Nesterov off) or ``"adam"``.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        betas: Adam betas.
+        head_lr_mult: learning-rate multiplier of new (head / discriminator) parameters.
+        lr_schedule: learning-rate factor as a function of progress (``poly`` = DeepLab ``(1-p)^0.9``,
+            ``inv`` = DANN ``(1+10p)^-0.75``, ``constant``).
+        schedule_horizon: iterations over which progress runs from 0 to 1; ``None`` = the length of
+            training (``max_steps`` or epochs × batches). BDL uses a horizon longer than the stop step.
+        adaptation_weight: weight ``w`` of the adaptation loss.
+        adaptation_schedule: ramp of that weight over progress (``constant``, ``linear``, ``dann``).
+        eval_input_size: ``(H, W)`` to resize evaluation inputs to; logits are upsampled back to the
+            label's size (the BDL full-resolution protocol). ``None`` = evaluate at the given size.
+        protocols: mIoU protocols to report for 19-class segmentation (``"19"``, ``"16"``, ``"13"``).
+    """
+
+    #: Optimiser steps Lightning counts per training batch (manual methods with two optimisers set 2).
+    optimizer_steps_per_batch: int = 1
+
+    def __init__(
+        self,
+        net: nn.Module,
+        lr: float = 0.01,
+        optimizer: Literal["sgd", "adam"] = "sgd",
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        head_lr_mult: float = 10.0,
+        lr_schedule: schedules.ScheduleName = "constant",
+        schedule_horizon: int | None = None,
+        adaptation_weight: float = 1.0,
+        adaptation_schedule: schedules.ScheduleName = "constant",
+        eval_input_size: tuple[int, int] | None = None,
+        protocols: tuple[str, ...] = ("19", "16", "13"),
+    ) -> None:
+        super().__init__()
+        for attr in ("task", "num_classes"):
+            if not hasattr(net, attr):
+                raise TypeError(f"{type(self).__name__}.net: {type(net).__name__} has no `{attr}`; expected a "
+                                "domadapt network returning NetOutput(logits, features)")
+        schedules.get_schedule(lr_schedule), schedules.get_schedule(adaptation_schedule)  # validate early
+        self.save_hyperparameters(ignore=["net"] + self._hparams_ignore())
+        self.net = net
+        self.metrics = nn.ModuleDict()
+
+    @classmethod
+    def _hparams_ignore(cls) -> list[str]:
+        """Constructor arguments that are modules (not saved as hyper-parameters)."""
+        return []
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def task(self) -> str:
+        return self.net.task
+
+    @property
+    def iteration(self) -> int:
+        """Training iterations (batches) done so far; restored from checkpoints by Lightning."""
+        if self._trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.total.completed
+
+    @property
+    def horizon(self) -> int:
+        if self.hparams.schedule_horizon:
+            return int(self.hparams.schedule_horizon)
+        if self._trainer is None:
+            return 1
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            return 1
+        return max(int(total) // self.optimizer_steps_per_batch, 1)
+
+    @property
+    def progress(self) -> float:
+        """Training progress ``p = iteration / horizon`` in [0, 1]."""
+        return schedules.progress(self.iteration, self.horizon)
+
+    def adaptation_coefficient(self) -> float:
+        return self.hparams.adaptation_weight * schedules.get_schedule(self.hparams.adaptation_schedule)(self.progress)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        return self.net(x)
+
+    def net_output(self, x: torch.Tensor) -> NetOutput:
+        """``net(x)``, checked to be a :class:`NetOutput` (alignment needs ``features``)."""
+        out = self.net(x)
+        if not isinstance(out, NetOutput):
+            raise TypeError(f"{type(self).__name__}: {type(self.net).__name__} returned {type(out).__name__}; "
+                            "expected NetOutput(logits, features) — alignment methods need the features")
+        return out
+
+    def forward_domains(self, xs: torch.Tensor, xt: torch.Tensor) -> tuple[NetOutput, NetOutput]:
+        """One forward over ``cat[x_s, x_t]`` (shared BatchNorm statistics) when shapes allow."""
+        if xs.shape[1:] == xt.shape[1:]:
+            out = self.net_output(torch.cat([xs, xt]))
+            n = xs.shape[0]
+            return NetOutput(out.logits[:n], out.features[:n]), NetOutput(out.logits[n:], out.features[n:])
+        return self.net_output(xs), self.net_output(xt)
+
+    def task_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on labelled samples; pixels/samples equal to 255 are ignored."""
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX)
+
+    @staticmethod
+    def ground_truth(sample: dict) -> torch.Tensor:
+        return sample["mask"] if "mask" in sample else sample["label"]
+
+    # ------------------------------------------------------------------ training
+    def adaptation_loss(self, out_s: NetOutput, out_t: NetOutput, batch: dict) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Alignment term(s); a tensor or a dict of named terms (summed). Source-only returns 0."""
+        return out_s.logits.new_zeros(())
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        src, tgt = batch["source"], batch["target"]
+        out_s, out_t = self.forward_domains(src["image"], tgt["image"])
+        terms = {"task": self.task_loss(out_s.logits, self.ground_truth(src))}
+        adapt = self.adaptation_loss(out_s, out_t, batch)
+        adapt_terms = adapt if isinstance(adapt, dict) else {"adapt": adapt}
+        w = self.adaptation_coefficient()
+        loss = terms["task"] + w * sum(adapt_terms.values())
+        self.check_finite({**terms, **adapt_terms})
+        self.log_terms({"loss": loss, "loss_task": terms["task"],
+                        **{f"loss_{k}": v for k, v in adapt_terms.items()}}, batch_size=src["image"].shape[0])
+        self.log("train/adapt_weight", w, on_step=True, on_epoch=False)
+        return loss
+
+    def check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        """Stop training with a message naming the step and the term when a loss is NaN/Inf.
+
+        The check runs before ``backward``, so the weights (and the last checkpoint) stay good.
+        """
+        for name, value in terms.items():
+            if not torch.isfinite(value.detach()).all():
+                raise FloatingPointError(
+                    f"non-finite loss at training iteration {self.iteration} (global step {self.global_step}): "
+                    f"term `{name}` = {value.detach().float().item()}; training stopped, the last checkpoint is kept"
+                )
+
+    def log_terms(self, terms: dict[str, torch.Tensor], batch_size: int) -> None:
+        for k, v in terms.items():
+            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "loss", batch_size=batch_size)
+
+    # ------------------------------------------------------------------ evaluation
+    def predict_logits(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Evaluation logits; for segmentation resized to ``output_size`` (the label's size)."""
+        x = image
+        size = self.hparams.eval_input_size
+        if self.task == "segmentation" and size is not None and tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+        logits = self.eval_logits(x)
+        if self.task == "segmentation" and output_size is not None and tuple(logits.shape[-2:]) != tuple(output_size):
+            logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=True)
+        return logits
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits used for evaluation and prediction (methods with several heads override this)."""
+        return self.net(x).logits
+
+    def _names(self, stage: str) -> list[str]:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(dm, "val_names" if stage == "val" else "test_names", None)
+        return list(names) if names else ["target"]
+
+    def _metric(self, stage: str, name: str) -> ConfusionMatrix:
+        key = f"{stage}_{name}"
+        if key not in self.metrics:
+            self.metrics[key] = ConfusionMatrix(num_classes=self.net.num_classes, ignore_index=IGNORE_INDEX).to(self.device)
+        return self.metrics[key]
+
+    def _eval_step(self, stage: str, batch: dict, dataloader_idx: int) -> None:
+        name = self._names(stage)[dataloader_idx]
+        target = self.ground_truth(batch)
+        logits = self.predict_logits(batch["image"], tuple(target.shape[-2:]) if target.dim() == 3 else None)
+        self._metric(stage, name).update(logits.argmax(1), target)
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("val", batch, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step("test", batch, dataloader_idx)
+
+    def _eval_epoch_end(self, stage: str) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for key in list(self.metrics.keys()):
+            if not key.startswith(f"{stage}_"):
+                continue
+            name = key[len(stage) + 1:]
+            cm = self.metrics[key].compute()
+            summary = summarize(cm, self.task, self.class_names(), self.hparams.protocols)
+            results[name] = {"summary": summary, "confmat": cm.cpu()}
+            for k, v in summary.items():
+                self.log(f"{stage}/{name}/{k}", float(v), prog_bar=k in ("miou", "acc") and name == "target",
+                         sync_dist=False, add_dataloader_idx=False)
+            self.metrics[key].reset()
+        return results
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        results = self._eval_epoch_end("test")
+        if self.trainer.is_global_zero and results:
+            from domadapt.evaluation.run_report import write_test_report
+
+            write_test_report(self, results)
+
+    def class_names(self) -> tuple[str, ...]:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(dm, "classes", None)
+        return tuple(names) if names else tuple(str(i) for i in range(self.net.num_classes))
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        probs = self.predict_logits(batch["image"]).softmax(1)
+        conf, pred = probs.max(1)
+        return {"pred": pred, "confidence": conf, "index": batch["index"]}
+
+    # ------------------------------------------------------------------ optimisation
+    def param_groups(self) -> list[dict]:
+        """Network groups (backbone 1x, head ``head_lr_mult``x) + :meth:`extra_param_groups`."""
+        mult = self.hparams.head_lr_mult
+        if hasattr(self.net, "param_groups"):
+            groups = list(self.net.param_groups(mult))
+        else:
+            groups = [{"params": [p for p in self.net.parameters() if p.requires_grad], "lr_mult": 1.0, "name": "net"}]
+        return groups + self.extra_param_groups()
+
+    def extra_param_groups(self) -> list[dict]:
+        """Parameters outside the network trained by the main optimiser (e.g. a DANN discriminator)."""
+        return []
+
+    def build_optimizer(self, groups: list[dict], lr: float | None = None) -> torch.optim.Optimizer:
+        hp = self.hparams
+        lr = hp.lr if lr is None else lr
+        groups = [dict(g, lr=lr * g.get("lr_mult", 1.0)) for g in groups if len(list(g["params"])) > 0]
+        if hp.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        if hp.optimizer == "adam":
+            return torch.optim.Adam(groups, lr=lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {hp.optimizer!r}")
+
+    def lr_lambda(self, step: int) -> float:
+        """Learning-rate factor after ``step`` scheduler steps (one per training iteration)."""
+        return schedules.get_schedule(self.hparams.lr_schedule)(schedules.progress(step, self.horizon))
+
+    def scheduled(self, opt: torch.optim.Optimizer) -> dict:
+        """``{"optimizer", "lr_scheduler"}`` with the configured schedule stepped every iteration."""
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, self.lr_lambda),
+                                                   "interval": "step"}}
+
+    def step_schedulers(self) -> None:
+        """Manual optimisation: advance every scheduler by one iteration."""
+        scheds = self.lr_schedulers()
+        for s in scheds if isinstance(scheds, list) else [scheds]:
+            if s is not None:
+                s.step()
+
+    def configure_optimizers(self):
+        return self.scheduled(self.build_optimizer(self.param_groups()))

@@ -1,0 +1,95 @@
+"""Output-space adversarial adaptation for segmentation (AdaptSegNet, Tsai et al. CVPR 2018; the
+segmentation stage of BDL, Li et al. CVPR 2019 — METHODS.md §1.3(a)).
+
+Manual optimisation, two optimisers, BDL/AdaptSegNet label convention (source = 0, target = 1):
+
+* G-step (discriminator frozen): ``CE(M(x_s), y_s) + λ_adv · BCE(D(softmax(M(x_t))), 0)``
+  (+ ``CE(M(x_t), ŷ_t)`` on pseudo labels when the batch carries them);
+* D-step (inputs detached): ``½ BCE(D(softmax(p_s)), 0) + ½ BCE(D(softmax(p_t)), 1)``.
+
+``λ_adv`` is ``adaptation_weight`` (1e-3 for DeepLabV2-ResNet-101 in the papers). The discriminator
+uses Adam (``discriminator_lr``, betas 0.9/0.99) with the same schedule as the segmentation net.
+Lightning counts both optimiser steps: ``trainer.max_steps`` = 2 × iterations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from domadapt.losses.base import AlignmentLoss
+from domadapt.losses.output_space import OutputSpaceAdversarialLoss
+from domadapt.methods.base import DomainAdaptationModule
+from domadapt.structures import IGNORE_INDEX
+
+
+class OutputSpaceAdversarial(DomainAdaptationModule):
+    """Segmentation adaptation with a discriminator on the output (softmax) space.
+
+    Args:
+        net: segmentation network (``task == "segmentation"``).
+        loss: the adversarial loss (default: ``OutputSpaceAdversarialLoss(net.num_classes)``); any
+            loss with ``forward`` (generator term) and ``discriminator_loss``.
+        discriminator_lr: Adam learning rate of the discriminator.
+        discriminator_betas: Adam betas of the discriminator.
+        pseudo_label_weight: weight of the target cross-entropy on pseudo labels (batches whose target
+            carries a ``mask``; 255 = ignore).
+        **kwargs: :class:`DomainAdaptationModule` arguments (``adaptation_weight`` = λ_adv, default 1e-3).
+    """
+
+    optimizer_steps_per_batch = 2
+
+    def __init__(self, net: nn.Module, loss: AlignmentLoss | None = None, discriminator_lr: float = 1e-4,
+                 discriminator_betas: tuple[float, float] = (0.9, 0.99), pseudo_label_weight: float = 1.0,
+                 **kwargs) -> None:
+        if getattr(net, "task", None) != "segmentation":
+            raise TypeError(f"{type(self).__name__}.net: expected a segmentation network, got task "
+                            f"{getattr(net, 'task', None)!r}")
+        kwargs.setdefault("adaptation_weight", 1e-3)
+        loss = loss if loss is not None else self.default_loss(net.num_classes)
+        if not hasattr(loss, "discriminator_loss"):
+            raise TypeError(f"{type(self).__name__}.loss: {type(loss).__name__} has no discriminator_loss(); "
+                            "expected an output-space adversarial loss")
+        super().__init__(net, **kwargs)
+        self.automatic_optimization = False
+        self.loss = loss
+
+    @staticmethod
+    def default_loss(num_classes: int) -> AlignmentLoss:
+        return OutputSpaceAdversarialLoss(num_classes)
+
+    @classmethod
+    def _hparams_ignore(cls) -> list[str]:
+        return ["loss"]
+
+    def configure_optimizers(self):
+        d_params = [p for p in self.loss.parameters() if p.requires_grad]
+        opt_d = torch.optim.Adam(d_params, lr=self.hparams.discriminator_lr, betas=tuple(self.hparams.discriminator_betas))
+        return [self.scheduled(self.build_optimizer(self.param_groups())), self.scheduled(opt_d)]
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        src, tgt = batch["source"], batch["target"]
+        out_s, out_t = self.forward_domains(src["image"], tgt["image"])
+        terms = {"task": self.task_loss(out_s.logits, self.ground_truth(src)),
+                 "adapt": self.loss(out_s.logits, out_t.logits)}
+        w = self.adaptation_coefficient()
+        loss = terms["task"] + w * terms["adapt"]
+        if "mask" in tgt and (tgt["mask"] != IGNORE_INDEX).any():
+            terms["pseudo"] = self.task_loss(out_t.logits, tgt["mask"])
+            loss = loss + self.hparams.pseudo_label_weight * terms["pseudo"]
+        self.check_finite(terms)
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        opt_g.step()
+
+        loss_d = self.loss.discriminator_loss(out_s.logits.detach(), out_t.logits.detach())
+        self.check_finite({"discriminator": loss_d})
+        opt_d.zero_grad()
+        self.manual_backward(loss_d)
+        opt_d.step()
+        self.step_schedulers()
+        logs = {"loss": loss.detach(), **{f"loss_{k}": v for k, v in terms.items()}, "loss_discriminator": loss_d}
+        self.log_terms(logs, batch_size=src["image"].shape[0])
+        for k, v in self.loss.extra_logs().items():
+            self.log(f"train/{k}", v, on_step=True, on_epoch=True)

@@ -1,0 +1,135 @@
+"""Any segmentation-models-pytorch architecture/encoder as a domadapt network.
+
+smp models are ``encoder -> decoder -> segmentation_head``. :class:`SmpSegmenter` builds one with
+:func:`segmentation_models_pytorch.create_model` and keeps the three parts as its own children
+(so its state dict has exactly smp's key names) and runs them itself, because alignment needs the
+decoder output that ``smp``'s ``forward`` does not return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from domadapt.models.groups import backbone_head_groups
+from domadapt.models.weights import download_failed, load_weights
+from domadapt.structures import NetOutput
+
+
+def smp_architectures() -> list[str]:
+    """Architecture names accepted by :class:`SmpSegmenter` (smp class names, case-insensitive)."""
+    return sorted(cls.__name__ for cls in smp.MODEL_ARCHITECTURES_MAPPING.values())
+
+
+def smp_encoders() -> list[str]:
+    """smp's own encoder names; any timm model also works as ``"tu-<timm name>"``."""
+    return sorted(smp.encoders.get_encoder_names())
+
+
+def _check_names(arch: str, encoder_name: str) -> None:
+    if arch.lower() not in smp.MODEL_ARCHITECTURES_MAPPING:
+        raise ValueError(f"unknown smp arch {arch!r}; expected one of {smp_architectures()}")
+    if encoder_name.startswith("tu-"):
+        import timm
+
+        if not timm.is_model(encoder_name[3:]):
+            raise ValueError(f"encoder_name={encoder_name!r}: timm has no model {encoder_name[3:]!r}")
+    elif encoder_name not in smp.encoders.get_encoder_names() and not encoder_name.startswith("timm-"):
+        raise ValueError(
+            f"unknown smp encoder_name {encoder_name!r}; expected 'tu-<timm model>' or one of {smp_encoders()}"
+        )
+
+
+class SmpSegmenter(nn.Module):
+    """An smp encoder-decoder returning full-resolution logits and the decoder features.
+
+    Args:
+        arch: smp architecture (``"Unet"``, ``"FPN"``, ``"DeepLabV3Plus"``, ...; see
+            :func:`smp_architectures`).
+        encoder_name: smp encoder (``"resnet18"``, ``"mit_b0"``, ``"tu-<timm model>"``, ...).
+        num_classes: output classes ``K``.
+        encoder_weights: smp's encoder weights name (``"imagenet"``, ...; downloaded by smp) or
+            ``None``.
+        weights: ``None``; a local file holding this whole network (smp key names) or only
+            its encoder; or ``"imagenet"``, shorthand for ``encoder_weights="imagenet"``.
+        **smp_kwargs: passed to the smp architecture (``decoder_channels``, ``encoder_depth``,
+            ``in_channels``, ...). ``classes``, ``activation`` and ``aux_params`` are refused:
+            the class count is ``num_classes``, logits stay raw and the output is one map.
+
+    Shape:
+        - Input: ``(N, C, H, W)``; most architectures need ``H, W`` divisible by the encoder's
+          output stride (32 by default), Unet does not.
+        - Output: ``NetOutput(logits (N, K, H, W), features (N, D, h, w))`` where ``D`` is the
+          decoder's output width and ``(h, w)`` its resolution: the input's for Unet, Unet++,
+          MAnet and Linknet, ``H/4`` for FPN, PAN, DeepLabV3Plus, UPerNet and Segformer, ``H/8``
+          for DeepLabV3 and PSPNet.
+    """
+
+    task = "segmentation"
+
+    def __init__(
+        self,
+        arch: str = "Unet",
+        encoder_name: str = "resnet18",
+        num_classes: int = 19,
+        encoder_weights: str | None = None,
+        weights: str | None = None,
+        **smp_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        for key in ("classes", "activation", "aux_params"):
+            if smp_kwargs.get(key) is not None:
+                raise ValueError(f"SmpSegmenter: {key}= is not supported (use num_classes; logits stay raw)")
+            smp_kwargs.pop(key, None)
+        _check_names(arch, encoder_name)
+        if weights == "imagenet":
+            encoder_weights, weights = encoder_weights or "imagenet", None
+        try:
+            model = smp.create_model(
+                arch, encoder_name=encoder_name, encoder_weights=encoder_weights, classes=num_classes, **smp_kwargs
+            )
+        except KeyError as exc:  # smp's "wrong pretrained weights" error
+            raise ValueError(f"SmpSegmenter({arch}, {encoder_name}): {exc.args[0]}") from None
+        except (OSError, RuntimeError) as exc:
+            if encoder_weights is None:
+                raise
+            raise download_failed(f"{encoder_weights} weights for smp encoder {encoder_name}", exc) from exc
+        self.encoder = model.encoder
+        self.decoder = model.decoder
+        self.segmentation_head = model.segmentation_head
+        # A stride check like smp's own, with the size that would pass.
+        self.input_multiple = model.encoder.output_stride if model.requires_divisible_input_shape else 1
+        head_conv = next(m for m in self.segmentation_head.modules() if isinstance(m, nn.Conv2d))
+        self.num_features = head_conv.in_channels
+        self.num_classes = num_classes
+        self.arch = type(model).__name__
+        load_weights(
+            self,
+            weights,
+            kind=f"{self.arch}-{encoder_name}",
+            backbone_prefix="encoder.",
+            head_prefixes=("segmentation_head.",),
+        )
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        """Segment ``x``; see the class docstring for shapes."""
+        h, w = x.shape[-2:]
+        m = self.input_multiple
+        if h % m or w % m:
+            raise ValueError(
+                f"{self.arch}: input {h}x{w} must be divisible by {m}; pad to {-(-h // m) * m}x{-(-w // m) * m}"
+            )
+        encoded = self.encoder(x)  # list of (N, C_i, H/2^i, W/2^i); DPT: (features, prefix_tokens)
+        features = self.decoder(*encoded) if isinstance(encoded, tuple) else self.decoder(encoded)  # (N, D, h, w)
+        logits = self.segmentation_head(features)  # (N, K, H, W) for every smp head with a divisible input
+        if logits.shape[-2:] != (h, w):
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        return NetOutput(logits, features)
+
+    def param_groups(self, lr_mult_head: float = 10.0) -> list[dict]:
+        """Encoder at 1x, decoder and segmentation head at ``lr_mult_head`` x."""
+        return backbone_head_groups([self.encoder], [self.decoder, self.segmentation_head], lr_mult_head)

@@ -1,0 +1,128 @@
+"""Every method (found by listing) trains a few steps, logs finite losses and metrics, and round-trips
+through a checkpoint with identical predictions; FeatureAlignment runs with every suitable loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+
+import domadapt
+from domadapt.losses import LOSSES, CORALLoss
+from domadapt.methods import METHODS, FeatureAlignment
+from tests.conftest import TinySegNet, build_loss, tiny_datamodule, tiny_net
+
+SEGMENTATION_ONLY = {"OutputSpaceAdversarial", "AdvEnt"}
+
+
+def task_of(name: str) -> str:
+    return "segmentation" if name in SEGMENTATION_ONLY else "classification"
+
+
+def module_kwargs(name: str, net) -> dict:
+    if name == "FeatureAlignment":
+        return {"loss": CORALLoss()}
+    if name in ("DANN", "CDAN"):
+        return {"hidden": 16}
+    if name == "MCD":
+        return {"num_k": 2}
+    return {}
+
+
+def fit(module, task, tmp_path, iterations=4):
+    trainer = pl.Trainer(max_steps=iterations * module.optimizer_steps_per_batch, val_check_interval=iterations,
+                         limit_val_batches=2, logger=CSVLogger(tmp_path), enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         num_sanity_val_steps=0)
+    trainer.fit(module, tiny_datamodule(task))
+    return trainer
+
+
+def test_list_methods_matches_registry():
+    assert domadapt.list_methods() == sorted(METHODS)
+    assert {"SourceOnly", "DANN", "CDAN", "MCD", "FeatureAlignment", "OutputSpaceAdversarial", "AdvEnt"} <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", domadapt.list_methods())
+def test_method_trains_logs_and_roundtrips_checkpoint(name, tmp_path):
+    task = task_of(name)
+    cls = METHODS[name]
+    net = tiny_net(task)
+    module = cls(net=net, lr=0.01, **module_kwargs(name, net))
+    trainer = fit(module, task, tmp_path)
+    m = trainer.callback_metrics
+    assert math.isfinite(float(m["train/loss_step"]))
+    key = "val/target/acc" if task == "classification" else "val/target/miou"
+    assert key in m and 0.0 <= float(m[key]) <= 1.0
+    assert "val/source/" + key.split("/")[-1] in m
+
+    path = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(path)
+    net2 = tiny_net(task)
+    torch.nn.init.normal_(next(net2.parameters()))  # make sure weights really come from the file
+    loaded = cls.load_from_checkpoint(path, net=net2, **module_kwargs(name, net2))
+    x = torch.randn(3, 3, 32, 32) if task == "classification" else torch.randn(3, 3, 32, 48)
+    module.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(module.predict_logits(x), loaded.predict_logits(x))
+
+
+ALIGNABLE = [n for n, c in LOSSES.items() if not c.alternating]
+
+
+@pytest.mark.parametrize("loss_name", ALIGNABLE)
+def test_feature_alignment_with_every_loss(loss_name, tmp_path):
+    cls = LOSSES[loss_name]
+    task = "classification" if "classification" in cls.supports else "segmentation"
+    net = tiny_net(task)
+    module = FeatureAlignment(net=net, loss=build_loss(cls, net), lr=0.01)
+    trainer = fit(module, task, tmp_path, iterations=3)
+    assert math.isfinite(float(trainer.callback_metrics["train/loss_adapt_step"]))
+
+
+def test_alternating_loss_is_refused_by_feature_alignment():
+    net = tiny_net("classification")
+    with pytest.raises(TypeError, match="needs alternating optimiser steps"):
+        FeatureAlignment(net=net, loss=LOSSES["ClassifierDiscrepancyLoss"]())
+
+
+def test_not_an_alignment_loss_is_refused():
+    with pytest.raises(TypeError, match="expected a subclass of domadapt.losses.AlignmentLoss"):
+        FeatureAlignment(net=tiny_net("classification"), loss=torch.nn.MSELoss())
+
+
+def test_network_without_features_is_refused(tmp_path):
+    class LogitsOnly(TinySegNet):
+        task = "classification"
+
+        def forward(self, x):
+            return self.head(self.body(x)).mean((2, 3))
+
+    module = FeatureAlignment(net=LogitsOnly(), loss=CORALLoss())
+    with pytest.raises(TypeError, match="expected NetOutput"):
+        fit(module, "classification", tmp_path, iterations=1)
+
+
+def test_segmentation_method_refuses_classifier():
+    with pytest.raises(TypeError, match="expected a segmentation network"):
+        METHODS["OutputSpaceAdversarial"](net=tiny_net("classification"))
+
+
+def test_nan_loss_stops_with_step_and_term(tmp_path):
+    class Exploding(CORALLoss):
+        def forward(self, source, target):
+            return super().forward(source, target) * float("nan")
+
+    module = FeatureAlignment(net=tiny_net("classification"), loss=Exploding())
+    with pytest.raises(FloatingPointError, match=r"training iteration 0 .*term `adapt`"):
+        fit(module, "classification", tmp_path, iterations=2)
+
+
+def test_progress_is_restored_from_trainer_state(tmp_path):
+    net = tiny_net("classification")
+    module = METHODS["DANN"](net=net, hidden=16, schedule_horizon=8)
+    fit(module, "classification", tmp_path, iterations=4)
+    assert module.iteration == 4 and module.progress == pytest.approx(0.5)
