@@ -20,10 +20,12 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from domadapt import __version__
+from domadapt.quiet import quiet_third_party
 
 EXTRA_COMMANDS = {
     "data": "inspect datasets on disk (`domadapt data check NAME ROOT`)",
     "demo": "quickstart: source-only vs adapted on embedded data",
+    "--seeds": "`domadapt fit --config R --seeds 0,1,2`: one run per seed + mean ± std summary",
 }
 
 
@@ -82,12 +84,22 @@ def _description() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``domadapt`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_third_party()
     if argv and argv[0] == "data":
         return _data_command(argv[1:])
     if argv and argv[0] == "demo":
         from domadapt.demo import main as demo_main
 
         return demo_main(argv[1:])
+    from domadapt.multiseed import run_seeds, split_seeds
+
+    seeds, argv = split_seeds(argv)
+    if seeds is not None:
+        if not argv or argv[0] != "fit":
+            print("domadapt: --seeds goes with `fit` (each seed is trained, then tested)", file=sys.stderr)
+            return 2
+        run_seeds(argv, seeds)
+        return 0
     run_lightning(argv)
     return 0
 

@@ -121,3 +121,15 @@ def _json_default(o: Any):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def dataset_root(root: str | os.PathLike) -> Path:
+    """A dataset root as written in a recipe: ``~`` and environment variables expanded.
+
+    ``$DOMADAPT_DATA`` (or ``${DOMADAPT_DATA}``) defaults to ``./data`` when unset, so shipped recipes
+    (``root: ${DOMADAPT_DATA}/gta5``) work both with the variable and with a ``data/`` folder.
+    """
+    text = str(root)
+    if "DOMADAPT_DATA" in text and "DOMADAPT_DATA" not in os.environ:
+        text = text.replace("${DOMADAPT_DATA}", "data").replace("$DOMADAPT_DATA", "data")
+    return Path(os.path.expandvars(os.path.expanduser(text)))

@@ -5,7 +5,7 @@ What is real and what is made up:
 * the digits are **real handwriting**: the 1,797 8x8 scans of ``sklearn.datasets.load_digits``
   (UCI optical recognition of handwritten digits, 43 writers);
 * the photographs pasted behind ``digits-photo`` are **real photographs** bundled with
-  scikit-image (astronaut, coffee, chelsea, rocket, immunohistochemistry, motorcycle);
+  scikit-image (astronaut, coffee, chelsea, rocket);
 * every *domain* is a **synthetic construction** on top of them (upscaling, small affine
   jitter, inversion, colouring, noise, the MNIST-M blend).
 
@@ -28,7 +28,9 @@ DigitDomain = Literal["digits", "digits-photo", "digits-inverted", "digits-colou
 DIGIT_DOMAINS: tuple[str, ...] = get_args(DigitDomain)
 SPLIT_SIZES: dict[str, int] = {"train": 5000, "test": 1000}
 TEST_FRACTION = 0.2
-PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "stereo_motorcycle")
+# The four colour photographs scikit-image bundles. (Its microscopy and stereo images were tried:
+# they made the target much harder than MNIST-M, 17 % and 40 % source-only accuracy on their own.)
+PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket")
 _SEED = 1797  # any constant; changing it (or anything below) needs a cache-version bump
 
 
@@ -83,8 +85,7 @@ def _photos() -> tuple[np.ndarray, ...]:
 
     photos = []
     for name in PHOTOS:
-        img = getattr(skimage.data, name)()
-        photos.append(np.ascontiguousarray(img[0] if isinstance(img, tuple) else img)[..., :3])
+        photos.append(np.ascontiguousarray(getattr(skimage.data, name)()[..., :3]))
     return tuple(photos)
 
 

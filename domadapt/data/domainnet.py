@@ -15,7 +15,7 @@ import numpy as np
 
 from domadapt.data.base import ClassificationDataset
 from domadapt.data.catalog import DOMAINNET_DOMAINS, domainnet_classes
-from domadapt.io import DataError, read_rgb
+from domadapt.io import DataError, dataset_root, read_rgb
 
 LIST_SUBDIRS = ("", "image_list", "splits")  # searched in this order under the root (TLlib, Dassl)
 
@@ -114,7 +114,7 @@ class DomainNet(ClassificationDataset):
             raise ValueError(f"DomainNet.domain: expected one of {', '.join(DOMAINNET_DOMAINS)}, got {domain!r}")
         if split not in ("train", "test"):
             raise ValueError(f"DomainNet.split: expected 'train' or 'test', got {split!r}")
-        self.root, self.domain_name, self.split, self.list_dir = Path(root), domain, split, list_dir
+        self.root, self.domain_name, self.split, self.list_dir = dataset_root(root), domain, split, list_dir
         self.classes = domainnet_classes()
 
     def describe(self) -> str:

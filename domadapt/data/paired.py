@@ -18,7 +18,7 @@ import numpy as np
 
 from domadapt.data.base import SegmentationDataset
 from domadapt.data.catalog import lut_from
-from domadapt.io import DataError, read_rgb
+from domadapt.io import DataError, dataset_root, read_rgb
 
 
 class FilePairs(NamedTuple):
@@ -109,7 +109,7 @@ class PairedSegmentationDataset(SegmentationDataset):
 
     def __init__(self, root: str, list_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.root = Path(root)
+        self.root = dataset_root(root)
         self.list_file = list_file
         self.image_dir = self.root
         self.label_dir = self.root

@@ -1,6 +1,7 @@
-"""Small reusable modules: gradient reversal and domain discriminators."""
+"""Small reusable modules: gradient reversal, domain discriminators, dynamic convolution."""
 
 from domadapt.layers.discriminators import FCDiscriminator, MLPDiscriminator
+from domadapt.layers.dynamic_conv import DynamicConv2d, annealed_temperature
 from domadapt.layers.grl import (
     CoeffSchedule,
     GradientReversal,
@@ -11,10 +12,12 @@ from domadapt.layers.grl import (
 
 __all__ = [
     "CoeffSchedule",
+    "DynamicConv2d",
     "FCDiscriminator",
     "GradientReversal",
     "GradientReversalFunction",
     "MLPDiscriminator",
+    "annealed_temperature",
     "grl_coefficient",
     "reverse_gradient",
 ]

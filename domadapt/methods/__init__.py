@@ -8,12 +8,13 @@ from domadapt.methods.alignment import FeatureAlignment
 from domadapt.methods.base import DomainAdaptationModule
 from domadapt.methods.cdan import CDAN
 from domadapt.methods.dann import DANN
+from domadapt.methods.drt import DRT
 from domadapt.methods.mcd import MCD
 from domadapt.methods.output_adversarial import OutputSpaceAdversarial
 from domadapt.methods.source_only import SourceOnly
 
 METHODS: dict[str, type[DomainAdaptationModule]] = {
-    cls.__name__: cls for cls in (SourceOnly, FeatureAlignment, DANN, CDAN, MCD, OutputSpaceAdversarial, AdvEnt)
+    cls.__name__: cls for cls in (SourceOnly, FeatureAlignment, DANN, CDAN, MCD, OutputSpaceAdversarial, AdvEnt, DRT)
 }
 
 __all__ = ["METHODS", *METHODS, "DomainAdaptationModule"]

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from domadapt import schedules
-from domadapt.evaluation.metrics import ConfusionMatrix
-from domadapt.evaluation.summary import summarize
+from domadapt.evaluation.metrics import MetricSet
 from domadapt.structures import IGNORE_INDEX, NetOutput
 
 
@@ -200,10 +199,14 @@ class DomainAdaptationModule(pl.LightningModule):
         names = getattr(dm, "val_names" if stage == "val" else "test_names", None)
         return list(names) if names else ["target"]
 
-    def _metric(self, stage: str, name: str) -> ConfusionMatrix:
+    def _metric(self, stage: str, name: str) -> MetricSet:
         key = f"{stage}_{name}"
         if key not in self.metrics:
-            self.metrics[key] = ConfusionMatrix(num_classes=self.net.num_classes, ignore_index=IGNORE_INDEX).to(self.device)
+            k = self.net.num_classes
+            protocols = [p for p in self.hparams.protocols if p != "19"] if self.task == "segmentation" and k == 19 else []
+            names = self.class_names()
+            self.metrics[key] = MetricSet(self.task, k, names if len(names) == k else None, protocols,
+                                          ignore_index=IGNORE_INDEX).to(self.device)
         return self.metrics[key]
 
     def _eval_step(self, stage: str, batch: dict, dataloader_idx: int) -> None:
@@ -224,9 +227,11 @@ class DomainAdaptationModule(pl.LightningModule):
             if not key.startswith(f"{stage}_"):
                 continue
             name = key[len(stage) + 1:]
-            cm = self.metrics[key].compute()
-            summary = summarize(cm, self.task, self.class_names(), self.hparams.protocols)
-            results[name] = {"summary": summary, "confmat": cm.cpu()}
+            metric = self.metrics[key]
+            summary = metric.compute()  # summed over DDP ranks
+            with metric.sync_context():
+                cm = metric.confmat.detach().cpu().clone()
+            results[name] = {"summary": summary, "confmat": cm}
             for k, v in summary.items():
                 self.log(f"{stage}/{name}/{k}", float(v), prog_bar=k in ("miou", "acc") and name == "target",
                          sync_dist=False, add_dataloader_idx=False)

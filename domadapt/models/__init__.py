@@ -10,6 +10,7 @@ parametrize over it, so a network added here is tested the day it is added.
 from domadapt.models.classifier import ResNetClassifier
 from domadapt.models.deeplabv2 import ASPPV2, DeepLabV2
 from domadapt.models.digits import DigitsNet
+from domadapt.models.dynamic_resnet import DynamicDigitsNet, DynamicResNet
 from domadapt.models.segmenter import SmpSegmenter, smp_architectures, smp_encoders
 from domadapt.models.weights import load_weights
 
@@ -18,6 +19,8 @@ MODELS: dict[str, type] = {
     "digits": DigitsNet,
     "smp_segmenter": SmpSegmenter,
     "deeplabv2": DeepLabV2,
+    "dynamic_resnet": DynamicResNet,
+    "dynamic_digits": DynamicDigitsNet,
 }
 """Every network shipped, by short name."""
 
@@ -26,6 +29,8 @@ __all__ = [
     "MODELS",
     "DeepLabV2",
     "DigitsNet",
+    "DynamicDigitsNet",
+    "DynamicResNet",
     "ResNetClassifier",
     "SmpSegmenter",
     "load_weights",

@@ -15,7 +15,7 @@ from torch import nn
 
 from domadapt.models.groups import backbone_head_groups
 from domadapt.models.weights import load_weights
-from domadapt.structures import NetOutput
+from domadapt.structures import NetOutput, Task
 
 ResNetArch = Literal["resnet18", "resnet50", "resnet101"]
 
@@ -38,7 +38,7 @@ class ResNetClassifier(nn.Module):
         - Output: ``NetOutput(logits (N, K), features (N, D))``.
     """
 
-    task = "classification"
+    task: Task = "classification"
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ from torch import nn
 
 from domadapt.models.groups import backbone_head_groups
 from domadapt.models.weights import WRAPPER_PREFIXES, load_weights
-from domadapt.structures import NetOutput
+from domadapt.structures import NetOutput, Task
 
 FreezeBN = Literal["none", "affine", "stats"]
 
@@ -106,7 +106,7 @@ class DeepLabV2(nn.Module):
           ``upsample_logits`` is off. (With ``caffe_style`` sizes may be one pixel larger.)
     """
 
-    task = "segmentation"
+    task: Task = "segmentation"
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ from torch import nn
 
 from domadapt.models.groups import backbone_head_groups
 from domadapt.models.weights import load_weights
-from domadapt.structures import NetOutput
+from domadapt.structures import NetOutput, Task
 
 
 class DigitsNet(nn.Module):
@@ -35,7 +35,7 @@ class DigitsNet(nn.Module):
         - Output: ``NetOutput(logits (N, K), features (N, D))``.
     """
 
-    task = "classification"
+    task: Task = "classification"
 
     def __init__(
         self,

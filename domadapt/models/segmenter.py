@@ -17,7 +17,7 @@ from torch import nn
 
 from domadapt.models.groups import backbone_head_groups
 from domadapt.models.weights import download_failed, load_weights
-from domadapt.structures import NetOutput
+from domadapt.structures import NetOutput, Task
 
 
 def smp_architectures() -> list[str]:
@@ -69,7 +69,7 @@ class SmpSegmenter(nn.Module):
           for DeepLabV3 and PSPNet.
     """
 
-    task = "segmentation"
+    task: Task = "segmentation"
 
     def __init__(
         self,

@@ -108,7 +108,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             obj = obj[key]
             break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a state dict (or a checkpoint with 'state_dict'), got {type(obj).__name__}")
+        raise ValueError(f"{path}: expected a state dict or a checkpoint with one, got {type(obj).__name__}")
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not state:
         raise ValueError(f"{path}: no tensors found; expected a state dict")
@@ -157,7 +157,7 @@ def load_weights(
 
     Raises:
         ValueError: a tensor's shape differs from the module's (names the key and both shapes),
-            or ``strict`` and keys do not match.
+            no key of the file matches, or ``strict`` and keys do not match.
         RuntimeError: ``"imagenet"`` could not be downloaded (one line).
         FileNotFoundError: a path that does not exist.
     """
@@ -189,6 +189,12 @@ def load_weights(
             )
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    if len(unexpected) == len(state):
+        # Nothing would load: almost always a wrapper prefix we do not know; say what both look like.
+        raise ValueError(
+            f"{source}: no key matches {kind}; file keys look like {unexpected[:2]}, "
+            f"expected keys like {list(own)[:2]}"
+        )
     if strict and (missing or unexpected):
         raise ValueError(
             f"{source}: {len(missing)} missing keys (first {missing[:3]}) and {len(unexpected)} unexpected "

@@ -17,6 +17,8 @@ SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
         (2, 3, 64, 64),
     ),
     "deeplabv2": ({"backbone": "resnet50", "num_classes": 5}, (1, 3, 33, 33)),
+    "dynamic_resnet": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
+    "dynamic_digits": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
 }
 
 

@@ -110,11 +110,21 @@ def test_wrapper_prefix_kept_when_the_module_uses_it(tmp_path):
 
 
 def test_strict_reports_missing_and_unexpected(tmp_path):
-    torch.save({"unrelated.weight": torch.zeros(2)}, tmp_path / "w.pth")
-    with pytest.raises(ValueError, match="missing keys"):
+    torch.save({"weight": torch.ones(2, 3), "unrelated.weight": torch.zeros(2)}, tmp_path / "w.pth")
+    with pytest.raises(ValueError, match="1 missing keys .* 1 unexpected"):
         load_weights(nn.Linear(3, 2), str(tmp_path / "w.pth"), kind="linear", strict=True)
-    with pytest.warns(UserWarning, match="2 missing .* 1 unexpected"):
-        load_weights(nn.Linear(3, 2), str(tmp_path / "w.pth"), kind="linear")
+    target = nn.Linear(3, 2)
+    with pytest.warns(UserWarning, match="1 tensors loaded, 1 missing .* 1 unexpected"):
+        load_weights(target, str(tmp_path / "w.pth"), kind="linear")
+    assert torch.equal(target.weight, torch.ones(2, 3))
+
+
+def test_a_file_matching_nothing_is_an_error_not_a_warning(tmp_path):
+    # e.g. a checkpoint of a LightningModule that stores the network under an unknown attribute name
+    source = _classifier()
+    torch.save({"state_dict": {f"net.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "w.ckpt.pt")
+    with pytest.raises(ValueError, match="no key matches resnet18; file keys look like \\['backbone.net."):
+        _classifier(weights=str(tmp_path / "w.ckpt.pt"))
 
 
 def test_bad_files_give_one_line_errors(tmp_path):
@@ -169,8 +179,11 @@ def test_imagenet_for_a_model_torchvision_does_not_have():
 def test_smp_encoder_download_failure_is_one_line(monkeypatch):
     import segmentation_models_pytorch.encoders as smp_encoders
 
-    monkeypatch.setattr(smp_encoders, "hf_hub_download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(smp_encoders, "hf_hub_download", offline)
     for kwargs in ({"encoder_weights": "imagenet"}, {"weights": "imagenet"}):
-        with pytest.raises(RuntimeError, match="could not download imagenet weights for smp encoder resnet18") as err:
+        with pytest.raises(RuntimeError, match="could not download imagenet weights for smp encoder") as err:
             SmpSegmenter("Unet", "resnet18", num_classes=3, **kwargs)
         assert "\n" not in str(err.value)

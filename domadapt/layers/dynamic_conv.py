@@ -1,0 +1,262 @@
+"""Residual dynamic convolution: a static kernel plus an input-dependent residual (DRT, DCD).
+
+DRT (Li et al., "Dynamic Transfer for Multi-Source Domain Adaptation", CVPR 2021,
+https://arxiv.org/abs/2103.10583) makes a convolution sample-dependent by adding an attention-weighted
+sum of ``K`` residual 1x1 kernels to a static ``k x k`` kernel ``W0``::
+
+    W(x) = W0 + sum_k pi_k(x) Phi_k              (Phi_k at the kernel centre)
+    pi(x) = softmax(FC2(ReLU(FC1(GAP(c)))) / T)  FC1: C_c -> C_c / r, FC2: C_c / r -> K, no biases
+
+where ``c`` is the *context*: the block input in a ResNet block (DRT), the layer input otherwise.
+DCD (Li et al., "Revisiting Dynamic Convolution via Matrix Decomposition", ICLR 2021,
+https://arxiv.org/abs/2103.08756) writes the residual in a low-dimensional latent space instead::
+
+    W(x) = Lambda(x) W0 + P Phi(x) Q^T           Lambda diagonal (C_out), Phi (L x L), P (C_out x L), Q (C_in x L)
+
+with ``Lambda = relu6(z + 3) / 3`` (1 at ``z = 0``). Both residuals are 1x1 kernels, so the layer never
+builds per-sample kernels: it runs the static convolution once for the whole batch and adds the
+residual as a batched matrix product on the (shifted, strided) input. For DRT it first aggregates
+``M_b = sum_k pi_bk Phi_k`` and applies it once; this equals ``sum_k pi_bk conv1x1(x, Phi_k)`` exactly
+but costs ``C_out C_in HW`` per sample instead of ``K C_out C_in HW`` and stores no ``(B, K C_out, H, W)``
+intermediate. :meth:`DynamicConv2d.aggregated_weight` builds the per-sample kernels explicitly; it is
+the slow reference the tests and the benchmark compare against.
+
+The residual parameters start at zero (``zero_init=True``), so a fresh layer equals the static
+convolution and static pretrained weights load into ``weight`` unchanged (same key as ``nn.Conv2d``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DynamicMode = Literal["drt", "dcd"]
+
+
+def annealed_temperature(p: float, initial: float = 1.0, anneal_fraction: float = 0.0) -> float:
+    """Softmax temperature at training progress ``p`` (a pure function of ``p``).
+
+    ``T(p) = initial + (1 - initial) * min(p / anneal_fraction, 1)``: linear from ``initial`` to 1 over
+    the first ``anneal_fraction`` of training (DY-Conv anneals 30 -> 1 over the first 10 of 300 epochs);
+    ``anneal_fraction <= 0`` keeps ``initial`` throughout.
+
+    Args:
+        p: training progress, clipped to ``[0, 1]``.
+        initial: temperature at ``p = 0``.
+        anneal_fraction: fraction of training over which the temperature reaches 1.
+    """
+    if anneal_fraction <= 0:
+        return float(initial)
+    ramp = min(max(p, 0.0) / anneal_fraction, 1.0)
+    return float(initial + (1.0 - initial) * ramp)
+
+
+def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or any(not isinstance(i, int) for i in pair):
+        raise ValueError(f"DynamicConv2d.{name}: expected an int or a pair of ints, got {v!r}")
+    return pair  # type: ignore[return-value]
+
+
+class DynamicConv2d(nn.Module):
+    """Static ``k x k`` convolution plus an input-dependent 1x1 residual (DRT or DCD form).
+
+    Args:
+        in_channels: input channels ``C_in``.
+        out_channels: output channels ``C_out``.
+        kernel_size: odd side(s) of the static kernel (the residual sits at its centre tap).
+        stride: as :class:`torch.nn.Conv2d`; the residual uses the same stride.
+        padding: zero padding, as :class:`torch.nn.Conv2d`.
+        dilation: as :class:`torch.nn.Conv2d`.
+        groups: as :class:`torch.nn.Conv2d` (``mode="drt"`` only); residual kernels are grouped alike.
+        bias: a static bias (DRT uses none).
+        num_kernels: ``K``, number of residual kernels (``mode="drt"``).
+        reduction: attention MLP reduction ``r``: hidden width ``C_c // r``.
+        context_channels: channels ``C_c`` of the context the attention reads (default ``C_in``).
+        mode: ``"drt"`` (attention over ``K`` residual kernels) or ``"dcd"`` (``Lambda W0 + P Phi Q^T``).
+        latent_dim: ``L`` of the DCD form (default ``floor(sqrt(C_in))``).
+        temperature: softmax temperature at the start of training (``mode="drt"``).
+        temperature_anneal: fraction of training over which the temperature goes linearly to 1
+            (0 = constant); applied by :meth:`set_progress`.
+        zero_init: start the residual at zero, so that the layer equals the static convolution.
+
+    Shape:
+        - Input: ``x (B, C_in, H, W)``; optional ``context (B, C_c, H_c, W_c)`` (default ``x``).
+        - Output: ``(B, C_out, H_out, W_out)`` with the sizes of ``nn.Conv2d`` with the same geometry.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int] = 3,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = False,
+        num_kernels: int = 4,
+        reduction: int = 16,
+        context_channels: int | None = None,
+        mode: DynamicMode = "drt",
+        latent_dim: int | None = None,
+        temperature: float = 1.0,
+        temperature_anneal: float = 0.0,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        ctx = in_channels if context_channels is None else context_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
+        self.dilation = _pair(dilation, "dilation")
+        if any(k % 2 == 0 for k in self.kernel_size):
+            raise ValueError(f"DynamicConv2d.kernel_size: expected odd sides (the residual sits at the centre tap), "
+                             f"got {self.kernel_size}")
+        if mode not in ("drt", "dcd"):
+            raise ValueError(f"DynamicConv2d.mode: expected 'drt' or 'dcd', got {mode!r}")
+        if num_kernels <= 0:
+            raise ValueError(f"DynamicConv2d.num_kernels: expected K >= 1, got {num_kernels}")
+        if not 1 <= reduction <= ctx:
+            raise ValueError(f"DynamicConv2d.reduction: expected 1 <= reduction <= {ctx} (the context channels), "
+                             f"got {reduction}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"DynamicConv2d.groups: {groups} does not divide in_channels={in_channels} "
+                             f"and out_channels={out_channels}")
+        if mode == "dcd" and (groups != 1 or temperature != 1.0):
+            raise ValueError("DynamicConv2d: mode='dcd' supports groups=1 and temperature=1 only")
+        if temperature <= 0:
+            raise ValueError(f"DynamicConv2d.temperature: expected > 0, got {temperature}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.mode, self.num_kernels = mode, num_kernels
+        self.initial_temperature, self.temperature_anneal = float(temperature), float(temperature_anneal)
+        # Same names and shapes as nn.Conv2d, so static checkpoints load into W0 as they are.
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=5 ** 0.5)  # nn.Conv2d's default initialisation
+        # Kept in checkpoints: evaluation after loading uses the temperature training ended with.
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        hidden = ctx // reduction
+        self.squeeze = nn.Sequential(nn.Linear(ctx, hidden, bias=False), nn.ReLU(inplace=True))
+        if mode == "drt":
+            self.to_attention = nn.Linear(hidden, num_kernels, bias=False)
+            self.residual = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels // groups))  # Phi_k
+            self.latent_dim = 0
+        else:
+            self.latent_dim = latent_dim or max(int(in_channels ** 0.5), 1)
+            self.to_scale = nn.Linear(hidden, out_channels, bias=False)  # Lambda
+            self.to_fusion = nn.Linear(hidden, self.latent_dim ** 2, bias=False)  # Phi
+            self.proj_in = nn.Parameter(torch.empty(self.latent_dim, in_channels))  # Q^T
+            self.proj_out = nn.Parameter(torch.empty(out_channels, self.latent_dim))  # P
+            nn.init.kaiming_uniform_(self.proj_in, a=5 ** 0.5)
+            nn.init.kaiming_uniform_(self.proj_out, a=5 ** 0.5)
+        self.reset_residual(zero=zero_init)
+
+    # ------------------------------------------------------------------ parameters
+    def reset_residual(self, zero: bool = True) -> None:
+        """Zero the residual (the layer becomes the static conv), or give it a small random start."""
+        tensors = [self.residual] if self.mode == "drt" else [self.to_scale.weight, self.to_fusion.weight]
+        with torch.no_grad():
+            for t in tensors:
+                if zero:
+                    t.zero_()
+                else:
+                    t.normal_(0.0, 0.05)
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters a static convolution does not have (attention and residual): ``lr_mult`` 10 in DRT."""
+        static = {id(self.weight)} | ({id(self.bias)} if self.bias is not None else set())
+        return [p for p in self.parameters() if id(p) not in static]
+
+    def set_progress(self, p: float) -> None:
+        """Set the softmax temperature for training progress ``p`` (:func:`annealed_temperature`)."""
+        self.temperature.fill_(annealed_temperature(p, self.initial_temperature, self.temperature_anneal))
+
+    # ------------------------------------------------------------------ dynamic coefficients
+    def attention(self, context: Tensor) -> Tensor:
+        """DRT kernel attention ``pi = softmax(FC2(ReLU(FC1(GAP(context)))) / T)``.
+
+        Shape:
+            ``(B, C_c, H, W)`` -> ``(B, K)``, rows summing to 1.
+        """
+        logits = self.to_attention(self.squeeze(context.mean((2, 3))))  # (B, K)
+        return torch.softmax(logits / self.temperature, dim=1)
+
+    def scale_and_fusion(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """DCD channel scale ``Lambda`` ``(B, C_out)`` and latent fusion ``Phi`` ``(B, L, L)``."""
+        h = self.squeeze(context.mean((2, 3)))  # (B, hidden)
+        scale = F.relu6(self.to_scale(h) + 3.0) / 3.0  # 1 where the logit is 0
+        return scale, self.to_fusion(h).view(-1, self.latent_dim, self.latent_dim)
+
+    def aggregated_weight(self, context: Tensor) -> Tensor:
+        """Explicit per-sample kernels ``W(x_b)`` (reference path; the forward never builds them).
+
+        Shape:
+            ``(B, C_c, H, W)`` -> ``(B, C_out, C_in / groups, kh, kw)``.
+        """
+        ch, cw = self.kernel_size[0] // 2, self.kernel_size[1] // 2
+        if self.mode == "drt":
+            w = self.weight.expand(context.shape[0], *self.weight.shape).clone()
+            w[:, :, :, ch, cw] += torch.einsum("bk,koi->boi", self.attention(context), self.residual)
+            return w
+        scale, fusion = self.scale_and_fusion(context)
+        w = scale[:, :, None, None, None] * self.weight  # Lambda W0
+        w[:, :, :, ch, cw] += self.proj_out @ fusion @ self.proj_in  # P Phi Q^T, (B, C_out, C_in)
+        return w
+
+    # ------------------------------------------------------------------ forward
+    def _static(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        return F.conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def _centre_taps(self, x: Tensor) -> Tensor:
+        """The input pixels the kernel centre meets: ``conv1x1`` with this layer's stride on a shifted ``x``.
+
+        The centre tap of output ``i`` reads ``x[i s - p + d (k - 1) / 2]``; padding (or cropping, when
+        negative) both sides by ``p - d (k - 1) / 2`` and sub-sampling by ``s`` gives exactly ``H_out``.
+        """
+        sh = self.padding[0] - self.dilation[0] * (self.kernel_size[0] // 2)
+        sw = self.padding[1] - self.dilation[1] * (self.kernel_size[1] // 2)
+        if sh or sw:
+            x = F.pad(x, (sw, sw, sh, sh))  # negative values crop
+        return x[:, :, :: self.stride[0], :: self.stride[1]]
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Apply ``W(x)``; see the class docstring for shapes."""
+        ctx = x if context is None else context
+        # One batched convolution; DCD scales W0 only, so its bias is added after the scaling.
+        out = self._static(x, self.bias if self.mode == "drt" else None)  # (B, C_out, H', W')
+        taps = self._centre_taps(x)  # (B, C_in, H', W')
+        b, _, h, w = out.shape
+        if self.mode == "drt":
+            g = self.groups
+            mix = torch.einsum("bk,koi->boi", self.attention(ctx), self.residual)  # (B, C_out, C_in/g)
+            mix = mix.reshape(b, g, self.out_channels // g, self.in_channels // g)
+            res = mix @ taps.reshape(b, g, self.in_channels // g, h * w)  # (B, g, C_out/g, H'W')
+            return out + res.reshape(b, self.out_channels, h, w)
+        scale, fusion = self.scale_and_fusion(ctx)
+        z = self.proj_in @ taps.reshape(b, self.in_channels, h * w)  # (B, L, H'W') = Q^T x
+        res = self.proj_out @ (fusion @ z)  # (B, C_out, H'W') = P Phi Q^T x
+        out = scale[:, :, None, None] * out + res.reshape(b, self.out_channels, h, w)
+        return out if self.bias is None else out + self.bias[:, None, None]
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, mode={self.mode!r}, "
+                + (f"num_kernels={self.num_kernels}" if self.mode == "drt" else f"latent_dim={self.latent_dim}"))
+
+
+def set_progress(module: nn.Module, p: float) -> None:
+    """Call :meth:`DynamicConv2d.set_progress` on every dynamic convolution inside ``module``."""
+    for m in module.modules():
+        if isinstance(m, DynamicConv2d):
+            m.set_progress(p)
+
+
+def dynamic_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """The attention and residual parameters of every dynamic convolution inside ``module``."""
+    return [p for m in module.modules() if isinstance(m, DynamicConv2d) for p in m.new_parameters()]
+
+
+__all__ = ["DynamicConv2d", "DynamicMode", "annealed_temperature", "dynamic_parameters", "set_progress"]
