@@ -4,6 +4,7 @@
   :class:`~domadapt.methods.DomainAdaptationModule` (``model.class_path``) and any DataModule
   (``data.class_path``), components injected by ``class_path`` in YAML recipes;
 * ``domadapt data check NAME ROOT`` — inspect a dataset on disk;
+* ``domadapt pipeline run RECIPE`` — multi-stage runs (:mod:`domadapt.pipeline`);
 * ``domadapt demo`` — the quickstart on embedded data (what ``make demo`` runs).
 
 ``python -m domadapt …`` is the same command.
@@ -25,6 +26,7 @@ from domadapt.quiet import quiet_third_party
 EXTRA_COMMANDS = {
     "data": "inspect datasets on disk (`domadapt data check NAME ROOT`)",
     "demo": "quickstart: source-only vs adapted on embedded data",
+    "pipeline": "multi-stage runs, resumable (`domadapt pipeline run RECIPE [--run-dir D] [--from-scratch]`)",
     "--seeds": "`domadapt fit --config R --seeds 0,1,2`: one run per seed + mean ± std summary",
 }
 
@@ -61,10 +63,9 @@ def _next_version(path: Path) -> str:
 def run_lightning(args: list[str] | None = None, run: bool = True) -> DomadaptCLI:
     """Run LightningCLI with domadapt's base classes (models/datamodules chosen by ``class_path``)."""
     from domadapt.data.datamodule import DomainAdaptationDataModule
-    from domadapt.methods.base import DomainAdaptationModule
 
     return DomadaptCLI(
-        DomainAdaptationModule,
+        pl.LightningModule,  # any method: DomainAdaptationModule subclasses, Translation, ...
         DomainAdaptationDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
@@ -87,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     if argv and argv[0] == "data":
         return _data_command(argv[1:])
+    if argv and argv[0] == "pipeline":
+        from domadapt.pipeline.runner import main as pipeline_main
+
+        return pipeline_main(argv[1:])
     if argv and argv[0] == "demo":
         from domadapt.demo import main as demo_main
 

@@ -31,7 +31,8 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
 
     Args:
         sources: one labelled source dataset or a list of them (multi-source).
-        target: the unlabelled target training split (its labels, if any, are never loaded).
+        target: the unlabelled target training split (its labels, if any, are never loaded; a
+            :class:`~domadapt.pseudo.PseudoLabelled` target keeps its pseudo labels).
         target_val: labelled target split for validation (``val/target/*`` metrics).
         target_test: labelled target split for ``test`` (defaults to ``target_val``).
         source_val: optional labelled source split for validation (``val/source/*``).
@@ -113,7 +114,7 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         ds.domain = domain
         if ds.transform is None:
             ds.transform = transform
-        if not with_labels:
+        if not with_labels and not getattr(ds, "pseudo_labelled", False):  # pseudo labels are meant for training
             ds.with_labels = False
         ds.setup()
 

@@ -3,7 +3,7 @@
 What is real and what is made up:
 
 * the digits are **real handwriting**: the 1,797 8x8 scans of ``sklearn.datasets.load_digits``
-  (UCI optical recognition of handwritten digits, 43 writers);
+  (the UCI "optical recognition of handwritten digits" set);
 * the photographs pasted behind ``digits-photo`` are **real photographs** bundled with
   scikit-image (astronaut, coffee, chelsea, rocket);
 * every *domain* is a **synthetic construction** on top of them (upscaling, small affine
@@ -28,8 +28,8 @@ DigitDomain = Literal["digits", "digits-photo", "digits-inverted", "digits-colou
 DIGIT_DOMAINS: tuple[str, ...] = get_args(DigitDomain)
 SPLIT_SIZES: dict[str, int] = {"train": 5000, "test": 1000}
 TEST_FRACTION = 0.2
-# The four colour photographs scikit-image bundles. (Its microscopy and stereo images were tried:
-# they made the target much harder than MNIST-M, 17 % and 40 % source-only accuracy on their own.)
+# Four everyday colour photographs bundled with scikit-image. (Its bundled microscopy and stereo photos
+# were tried too: alone they gave 17 % and 40 % source-only accuracy, far harder than MNIST-M.)
 PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket")
 _SEED = 1797  # any constant; changing it (or anything below) needs a cache-version bump
 
@@ -46,7 +46,7 @@ def digit_split() -> dict[str, np.ndarray]:
     """Indices into ``load_digits()`` of the train and test pools (stratified, fixed seed).
 
     Returns:
-        ``{"train": (~1437,) int64, "test": (~360,) int64}``, disjoint and sorted.
+        ``{"train": (1438,) int64, "test": (359,) int64}``, disjoint and sorted.
     """
     _, labels = _sklearn_digits()
     rng = np.random.default_rng([_SEED, 0])

@@ -63,6 +63,23 @@ def render_source(scene: Scene) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=4)
+def _clouds(h: int, w: int) -> np.ndarray:
+    """``(H, W, 1)`` soft cloud pattern in ``[0, 1]``: the large bright structures of the moon photo."""
+    import skimage.data
+
+    moon = cv2.GaussianBlur(skimage.data.moon().astype(np.float32), (0, 0), 12)  # keep only large shapes
+    moon = (moon - moon.mean()) / moon.std()
+    return cv2.resize(moon, (w, h), interpolation=cv2.INTER_AREA)[..., None].clip(0, 2) / 2
+
+
+@functools.lru_cache(maxsize=4)
+def _radius2(h: int, w: int) -> np.ndarray:
+    """``(H, W)`` squared distance to the image centre, 1 at the middle of each edge (vignetting)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2
+
+
 def _sample(tex: np.ndarray, u: np.ndarray, v: np.ndarray, scale: float, offset: np.ndarray) -> np.ndarray:
     """Nearest texel at surface coordinates ``(u, v)`` m, ``scale`` texels/m, per-pixel offsets ``(N, 2)``."""
     ty = (np.floor(v * scale) + offset[:, 0]).astype(np.int64) % tex.shape[0]
@@ -97,8 +114,8 @@ def render_target(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     t = np.clip((np.arange(h, dtype=np.float32) + 0.5) / max(scene.camera.yh, 1.0), 0, 1)[:, None, None]
     zenith, horizon = scene.colours[0] * 0.8, scene.colours[0] * 0.45 + 0.55 * 235
     grad = np.broadcast_to(zenith * (1 - t) + horizon * t, (h, w, 3))
-    clouds = cv2.resize(tex["moon"], (w, h))[..., None].clip(0, 3) * rng.uniform(0, 25)
-    img[sky] = (grad + clouds)[sky]
+    clouds = _clouds(h, w)[sky] * np.float32(rng.uniform(0, 50))  # (S, 1)
+    img[sky] = grad[sky] + clouds
 
     img *= scene.shade[..., None]
     if rng.random() < 0.6:  # a building's cast shadow across the ground: a slanted line in ground metres
@@ -111,13 +128,11 @@ def render_target(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     img = img * (1 - haze[..., None]) + horizon.reshape(1, 1, 3) * haze[..., None]
 
     # Camera: exposure, colour cast, gamma, vignetting, optical blur, sensor noise.
-    img = img / 255.0 * rng.uniform(0.75, 1.15) * rng.uniform(0.88, 1.12, 3)
-    img = np.clip(img, 0, 1) ** rng.uniform(0.75, 1.35)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((yy - h / 2) / (h / 2)) ** 2 + ((xx - w / 2) / (w / 2)) ** 2
-    img *= (1 - rng.uniform(0.1, 0.3) * r2 / 2)[..., None]
+    img = img * (rng.uniform(0.75, 1.15) / 255.0) * rng.uniform(0.88, 1.12, 3).astype(np.float32)
+    img = np.clip(img, 0, 1) ** np.float32(rng.uniform(0.75, 1.35))
+    img *= (1 - np.float32(rng.uniform(0.1, 0.3) / 2) * _radius2(h, w))[..., None]
     img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), rng.uniform(0.5, 0.9) * h / 64)
-    img = img * 255 + rng.normal(0, rng.uniform(2, 6), img.shape)
+    img = img * 255 + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(2, 6))
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 

@@ -226,18 +226,24 @@ def sample_scene(rng: np.random.Generator, h: int, w: int, domain: str) -> Scene
 
 def _far_skyline(cv: _Canvas, rng: np.random.Generator, d: float, tgt: bool) -> None:
     """Distant buildings and tree lines on the horizon (behind everything else)."""
-    x = 0.0
+    cam, x = cv.camera, 0.0
     while x < cv.w:
         seg = rng.uniform(0.05, 0.25) * cv.w
         tree = rng.random() < (0.6 if tgt else 0.4)
-        top = cv.camera.yh - cv.camera.f * rng.uniform(3, 15) / d
-        m = (cv.xx >= x) & (cv.xx < x + seg) & (cv.yy >= top) & (cv.yy <= cv.camera.yh + 0.5) & (cv.material == 0)
-        if tree:  # bumpy crown line instead of a flat roof
-            m &= cv.yy >= top + np.abs(np.sin(cv.xx * rng.uniform(0.3, 0.8))) * (cv.camera.yh - top) * 0.4
-        cv.paint(m, "foliage" if tree else "building",
-                 _colour(rng, (55, 100, 45) if tree else _BUILDING[rng.integers(len(_BUILDING))]),
-                 u=cv.xx / cv.camera.f * d, v=(cv.camera.yh - cv.yy) / cv.camera.f * d, depth=np.full_like(cv.xx, d))
+        top = cam.yh - cam.f * rng.uniform(3, 15) / d
+        box = cv.box(x, x + seg, top, cam.yh + 0.5)
+        bumps = rng.uniform(0.3, 0.8) if tree else 0.0
+        colour = _colour(rng, (55, 100, 45) if tree else _BUILDING[rng.integers(len(_BUILDING))])
         x += seg
+        if box is None:
+            continue
+        yy, xx = cv.yy[box[0] : box[1], box[2] : box[3]], cv.xx[box[0] : box[1], box[2] : box[3]]
+        m = (xx >= x - seg) & (xx < x) & (yy >= top) & (yy <= cam.yh + 0.5)
+        m &= cv.material[box[0] : box[1], box[2] : box[3]] == MAT["sky"]
+        if tree:  # bumpy crown line instead of a flat roof
+            m &= yy >= top + np.abs(np.sin(xx * bumps)) * (cam.yh - top) * 0.4
+        cv.paint(m, "foliage" if tree else "building", colour, box=box, u=xx / cam.f * d,
+                 v=(cam.yh - yy) / cam.f * d, depth=d)
 
 
 def _facades(cv: _Canvas, rng: np.random.Generator, fx: float, street_end: float, light: float, gap_p: float) -> None:

@@ -218,8 +218,11 @@ class DynamicConv2d(nn.Module):
         """
         sh = self.padding[0] - self.dilation[0] * (self.kernel_size[0] // 2)
         sw = self.padding[1] - self.dilation[1] * (self.kernel_size[1] // 2)
-        if sh or sw:
-            x = F.pad(x, (sw, sw, sh, sh))  # negative values crop
+        if sh > 0 or sw > 0:
+            x = F.pad(x, (max(sw, 0), max(sw, 0), max(sh, 0), max(sh, 0)))
+        if sh < 0 or sw < 0:  # crop with a view rather than a copy
+            h, w = x.shape[-2:]
+            x = x[:, :, max(-sh, 0) : h - max(-sh, 0), max(-sw, 0) : w - max(-sw, 0)]
         return x[:, :, :: self.stride[0], :: self.stride[1]]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
@@ -228,23 +231,46 @@ class DynamicConv2d(nn.Module):
         # One batched convolution; DCD scales W0 only, so its bias is added after the scaling.
         out = self._static(x, self.bias if self.mode == "drt" else None)  # (B, C_out, H', W')
         taps = self._centre_taps(x)  # (B, C_in, H', W')
-        b, _, h, w = out.shape
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         if self.mode == "drt":
-            g = self.groups
             mix = torch.einsum("bk,koi->boi", self.attention(ctx), self.residual)  # (B, C_out, C_in/g)
-            mix = mix.reshape(b, g, self.out_channels // g, self.in_channels // g)
-            res = mix @ taps.reshape(b, g, self.in_channels // g, h * w)  # (B, g, C_out/g, H'W')
-            return out + res.reshape(b, self.out_channels, h, w)
+            return pointwise(mix, taps, self.groups, nhwc, out=out)
         scale, fusion = self.scale_and_fusion(ctx)
-        z = self.proj_in @ taps.reshape(b, self.in_channels, h * w)  # (B, L, H'W') = Q^T x
-        res = self.proj_out @ (fusion @ z)  # (B, C_out, H'W') = P Phi Q^T x
-        out = scale[:, :, None, None] * out + res.reshape(b, self.out_channels, h, w)
+        mix = self.proj_out @ fusion  # (B, C_out, L): P Phi, then Q^T on the pixels (cheaper than P Phi Q^T)
+        z = pointwise(self.proj_in.expand(x.shape[0], -1, -1), taps, 1, nhwc)  # (B, L, H', W') = Q^T x
+        out = pointwise(mix, z, 1, nhwc, out=scale[:, :, None, None] * out)
         return out if self.bias is None else out + self.bias[:, None, None]
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, mode={self.mode!r}, "
                 + (f"num_kernels={self.num_kernels}" if self.mode == "drt" else f"latent_dim={self.latent_dim}"))
+
+
+def pointwise(mix: Tensor, x: Tensor, groups: int = 1, nhwc: bool = False, out: Tensor | None = None) -> Tensor:
+    """A different 1x1 convolution per sample, as one batched matmul: ``out_b + mix_b x_b`` at every pixel.
+
+    ``nhwc`` multiplies in channels-last order (no copy for channels-last inputs; the result is
+    channels-last too), otherwise in NCHW order. ``out`` (optional) is added in the same kernel
+    (``baddbmm``), which saves a pass over the output.
+
+    Shape:
+        mix ``(B, C_out, C_in / groups)``, x ``(B, C_in, H, W)``, out ``(B, C_out, H, W)`` -> ``(B, C_out, H, W)``.
+    """
+    b, c_in, h, w = x.shape
+    c_out = mix.shape[1]
+    if nhwc and groups == 1:
+        flat = x.permute(0, 2, 3, 1).reshape(b, h * w, c_in)  # (B, HW, C_in)
+        if out is None:
+            y = flat @ mix.transpose(1, 2)
+        else:
+            y = torch.baddbmm(out.permute(0, 2, 3, 1).reshape(b, h * w, c_out), flat, mix.transpose(1, 2))
+        return y.view(b, h, w, c_out).permute(0, 3, 1, 2)  # (B, C_out, H, W), channels-last
+    g = groups
+    mix = mix.reshape(b * g, c_out // g, c_in // g)
+    flat = x.reshape(b * g, c_in // g, h * w)
+    y = mix @ flat if out is None else torch.baddbmm(out.reshape(b * g, c_out // g, h * w), mix, flat)
+    return y.reshape(b, c_out, h, w)
 
 
 def set_progress(module: nn.Module, p: float) -> None:
@@ -259,4 +285,4 @@ def dynamic_parameters(module: nn.Module) -> list[nn.Parameter]:
     return [p for m in module.modules() if isinstance(m, DynamicConv2d) for p in m.new_parameters()]
 
 
-__all__ = ["DynamicConv2d", "DynamicMode", "annealed_temperature", "dynamic_parameters", "set_progress"]
+__all__ = ["DynamicConv2d", "DynamicMode", "annealed_temperature", "dynamic_parameters", "pointwise", "set_progress"]

@@ -62,8 +62,9 @@ class ResnetGenerator(nn.Module):
         n_blocks: residual blocks at 1/4 resolution (9 for 256px and larger images).
 
     Shape:
-        - Input: ``(N, in_channels, H, W)`` in ``[-1, 1]``, ``H`` and ``W`` multiples of 4 (other
-          sizes come out rounded to a multiple of 4 by the two stride-2 stages).
+        - Input: ``(N, in_channels, H, W)`` in ``[-1, 1]``. Sizes that are not multiples of 4 (which
+          the two stride-2 stages would round) are reflection-padded at the bottom/right and the
+          output cropped back.
         - Output: ``(N, out_channels, H, W)`` in ``[-1, 1]`` (``Tanh``).
     """
 
@@ -85,6 +86,10 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``x``; see the class docstring for shapes."""
+        h, w = x.shape[-2:]
+        ph, pw = -h % 4, -w % 4
+        if ph or pw:
+            return self.model(nn.functional.pad(x, (0, pw, 0, ph), mode="reflect"))[..., :h, :w]
         return self.model(x)
 
     @classmethod
@@ -231,3 +236,120 @@ class ImagePool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
+
+
+class SemanticPerceptualLoss(nn.Module):
+    """BDL's perceptual loss: distance between a frozen segmentation network's outputs (METHODS.md §1.3(c)).
+
+    ``M`` is any domadapt segmentation network (``DeepLabV2``, ``SmpSegmenter``, ...), frozen: eval
+    mode (kept by :meth:`train`), ``requires_grad=False``; gradients still flow *through* it to the
+    images, i.e. to the generators. Two forms:
+
+    * ``"code"`` (what produced BDL's released results): ``sem(u, v) = mean((IN(M(u)) - IN(M(v)))^2)``
+      with ``IN`` = ``InstanceNorm2d(K, affine=False)`` applied to each logit map (every class map of
+      every image normalised to zero mean, unit variance over its pixels);
+    * ``"paper"`` (BDL eq. 2): ``mean(|M(u) - M(v)|)``, an L1 distance between the raw outputs.
+
+    The code form compares the *spatial pattern* of each class score and ignores its per-image
+    offset and scale; the paper form also penalises a global shift of the logits.
+
+    Images come in the generators' range ``[-1, 1]`` and are converted to what ``M`` was trained on:
+    ``((x + 1) / 2 - mean) / std`` (``mean``/``std`` in ``[0, 1]`` units, ImageNet by default).
+
+    Args:
+        net: the segmentation network; returns a ``NetOutput`` (its ``logits`` are used) or a tensor.
+        form: ``"code"`` or ``"paper"`` (see above).
+        mean: per-channel mean of ``M``'s input normalisation, ``[0, 1]`` units.
+        std: per-channel std of ``M``'s input normalisation.
+
+    Shape:
+        - ``embed``: ``(N, 3, H, W)`` in ``[-1, 1]`` -> ``(N, K, h, w)`` (instance-normalised for ``"code"``).
+        - ``forward``: two ``(N, 3, H, W)`` images -> scalar.
+    """
+
+    def __init__(self, net: nn.Module, form: str = "code", mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+                 std: tuple[float, ...] = (0.229, 0.224, 0.225)) -> None:
+        super().__init__()
+        if form not in ("code", "paper"):
+            raise ValueError(f"SemanticPerceptualLoss.form: expected 'code' or 'paper', got {form!r}")
+        self.net = net.requires_grad_(False).eval()
+        self.form = form
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> SemanticPerceptualLoss:
+        """The wrapper follows ``mode``; the frozen network always stays in eval mode."""
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``M``'s raw output for generator-range images ``x`` in ``[-1, 1]``."""
+        out = self.net(((x + 1.0) * 0.5 - self.mean) / self.std)
+        return out.logits if hasattr(out, "logits") else out
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The map compared by :meth:`distance`: instance-normalised logits (``"code"``) or raw logits."""
+        logits = self.logits(x)  # (N, K, h, w)
+        return nn.functional.instance_norm(logits) if self.form == "code" else logits
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """MSE (``"code"``) or L1 (``"paper"``) between two embedded maps."""
+        return nn.functional.mse_loss(a, b) if self.form == "code" else nn.functional.l1_loss(a, b)
+
+    def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``sem(u, v)``; see the class docstring."""
+        return self.distance(self.embed(u), self.embed(v))
+
+
+def load_network_checkpoint(net: nn.Module, path: str) -> nn.Module:
+    """Load a trained network into ``net`` strictly (a perceptual net must be exactly the one trained).
+
+    ``path`` is a local file: a plain state dict of ``net`` (``.pth``/``.pt``/``.safetensors``, read by
+    :func:`~domadapt.models.weights.read_state_dict`; ``module.``/``model.`` wrapper prefixes
+    stripped), or a Lightning checkpoint (``.ckpt``) of a domadapt method, whose network keys carry
+    the ``net.`` prefix (other keys, e.g. a discriminator's ``loss.``, are dropped).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the keys or shapes do not match ``net`` (one line, first offending keys named).
+    """
+    state = _read_checkpoint_state(path)
+    if any(k.startswith("net.") for k in state):
+        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+    else:
+        for prefix in ("module.", "model."):
+            if all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in net.state_dict()):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+    own = net.state_dict()
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if missing or unexpected:
+        raise ValueError(f"{path}: does not match {type(net).__name__}: {len(missing)} missing keys (first "
+                         f"{missing[:3]}), {len(unexpected)} unexpected keys (first {unexpected[:3]})")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise ValueError(f"{path}: shape mismatch for {k!r}: file has {tuple(v.shape)}, "
+                             f"{type(net).__name__} expects {tuple(own[k].shape)}")
+    net.load_state_dict(state)
+    return net
+
+
+def _read_checkpoint_state(path: str) -> dict[str, torch.Tensor]:
+    """Tensors of a state dict file, or of the ``state_dict`` of a Lightning ``.ckpt`` (read with ``weights_only``)."""
+    from pathlib import Path
+
+    from domadapt.models.weights import read_state_dict
+
+    if Path(path).suffix != ".ckpt":
+        return read_state_dict(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors, truncated files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: could not read the checkpoint ({first})") from None
+    state = obj.get("state_dict") if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a Lightning checkpoint with a 'state_dict' entry")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -50,7 +50,7 @@ def test_cache_hit_returns_identical_arrays_without_rebuilding(fresh_cache):
     assert np.array_equal(first.source_index, second.source_index)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_arrays"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped_bytes", "wrong_arrays"])
 def test_damaged_cache_file_is_rebuilt(fresh_cache, damage):
     reference = ToyCity("source", "val", num_images=4).setup()
     (path,) = _files(fresh_cache / f"embedded-v{CACHE_VERSION}")
@@ -58,6 +58,11 @@ def test_damaged_cache_file_is_rebuilt(fresh_cache, damage):
         path.write_bytes(b"not an npz file")
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "flipped_bytes":  # same length, corrupt compressed data in the middle
+        data = bytearray(path.read_bytes())
+        mid = len(data) // 2
+        data[mid : mid + 64] = bytes(b ^ 0xFF for b in data[mid : mid + 64])
+        path.write_bytes(bytes(data))
     else:
         with open(path, "wb") as f:
             np.savez(f, images=np.zeros((4, 8, 8, 3), np.uint8))

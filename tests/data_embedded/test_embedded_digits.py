@@ -15,10 +15,16 @@ from domadapt.data.embedded import EmbeddedDigits
 from domadapt.data.transforms import Augment
 
 
+TRAIN_HEAD = 600  # train images generated per domain by the direct generator (the full 5,000 once)
+
+
 @pytest.fixture(scope="module")
 def built():
-    """Every domain and split, built once through the dataset class (fills the test cache)."""
-    return {(d, s): EmbeddedDigits(d, s).setup() for d in DIGIT_DOMAINS for s in ("train", "test")}
+    """Per domain: the full test split through the dataset class (fills the test cache) and a
+    600-image train split from the generator itself (same code path, a smaller count)."""
+    out = {(d, "test"): EmbeddedDigits(d, "test").setup() for d in DIGIT_DOMAINS}
+    out.update({(d, "train"): build_digit_domain(d, "train", count=TRAIN_HEAD) for d in DIGIT_DOMAINS})
+    return out
 
 
 def test_split_is_disjoint_complete_and_stratified():
@@ -32,35 +38,53 @@ def test_split_is_disjoint_complete_and_stratified():
 @pytest.mark.parametrize("domain", DIGIT_DOMAINS)
 def test_every_domain_builds_valid_splits(built, domain):
     split, true_labels = digit_split(), load_digits().target
-    for s in ("train", "test"):
-        ds = built[(domain, s)]
-        n = SPLIT_SIZES[s]
-        assert len(ds) == n and ds.images.shape == (n, 32, 32, 3) and ds.images.dtype == np.uint8
-        assert ds.images.std() > 20  # not blank
+    ds, head = built[(domain, "test")], built[(domain, "train")]
+    n = SPLIT_SIZES["test"]
+    assert len(ds) == n and ds.images.shape == (n, 32, 32, 3) and ds.images.dtype == np.uint8
+    for images, labels, index, pool, tol in (
+        (ds.images, ds.labels, ds.source_index, split["test"], 0.02),  # cycles the pool: near-balanced
+        (head["images"], head["labels"], head["source_index"], split["train"], 0.05),  # part of one cycle
+    ):
+        assert images.std() > 20  # not blank
         # Labels are the real labels of the handwriting each image was made from, and that
         # handwriting comes from the split's own pool (so test writing never appears in train).
-        assert np.array_equal(ds.labels, true_labels[ds.source_index])
-        assert np.isin(ds.source_index, split[s]).all()
-        counts = np.bincount(ds.labels, minlength=10)
-        assert counts.min() > 0.08 * n and counts.max() < 0.12 * n
-        image, label = ds.load_raw(3)
-        assert image.shape == (32, 32, 3) and isinstance(label, int) and 0 <= label <= 9
-        sample = ds[3]
-        assert sample["image"].shape == (3, 32, 32) and sample["image"].dtype == torch.float32
-        assert 0.0 <= sample["image"].min() and sample["image"].max() <= 1.0
-        assert sample["label"].item() == ds.labels[3]
+        assert np.array_equal(labels, true_labels[index])
+        assert np.isin(index, pool).all()
+        counts = np.bincount(labels, minlength=10)
+        assert np.abs(counts / len(labels) - 0.1).max() < tol
+    image, label = ds.load_raw(3)
+    assert image.shape == (32, 32, 3) and isinstance(label, int) and 0 <= label <= 9
+    sample = ds[3]
+    assert sample["image"].shape == (3, 32, 32) and sample["image"].dtype == torch.float32
+    assert 0.0 <= sample["image"].min() and sample["image"].max() <= 1.0
+    assert sample["label"].item() == ds.labels[3]
 
 
-def test_test_images_show_held_out_handwriting(built):
-    """Undo the upscaling and match against all 1,797 scans: test images match test-pool writing."""
-    scans = load_digits().images.reshape(len(load_digits().images), -1)  # (1797, 64) in 0..16
-    test_pool = set(digit_split()["test"])
+def test_full_train_split():
+    ds = EmbeddedDigits("digits-photo", "train").setup()
+    assert len(ds) == SPLIT_SIZES["train"] and ds.images.shape == (SPLIT_SIZES["train"], 32, 32, 3)
+    assert np.isin(ds.source_index, digit_split()["train"]).all()
+    assert np.bincount(ds.labels, minlength=10).min() > 450
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a - a.mean(-1, keepdims=True), b - b.mean(-1, keepdims=True)
+    return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+
+
+def test_images_are_made_from_the_scan_they_name(built):
+    """``source_index`` is truthful: an image matches its own scan better than another scan of its class.
+
+    With the pool check above this is what keeps test handwriting out of training.
+    """
+    scans, labels = load_digits(return_X_y=True)
     ds = built[("digits", "test")]
-    small = np.stack([cv2.resize(im[..., 0], (8, 8), interpolation=cv2.INTER_AREA) for im in ds.images[:300]])
-    small = small.reshape(300, -1).astype(np.float32) * 16 / 255
-    nearest = np.argmin(((small[:, None] - scans[None]) ** 2).sum(-1), axis=1)
-    assert np.mean([i in test_pool for i in nearest]) > 0.8  # chance level is 0.2
-    assert np.mean(nearest == ds.source_index[:300]) > 0.5
+    images = ds.images[:300, ..., 0].reshape(300, -1).astype(np.float32)
+    up = digit_domains.upscale(scans.reshape(-1, 8, 8).astype(np.float32) / 16, 32).reshape(len(scans), -1)
+    rng = np.random.default_rng(0)
+    others = [rng.choice(np.setdiff1d(np.flatnonzero(labels == labels[i]), [i])) for i in ds.source_index[:300]]
+    own, other = _corr(images, up[ds.source_index[:300]]), _corr(images, up[others])
+    assert np.mean(own > other) > 0.8  # 0.5 if the index were unrelated to the image
 
 
 def test_photo_domain_is_the_mnist_m_blend():
@@ -83,7 +107,7 @@ def _features(images: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("domain", [d for d in DIGIT_DOMAINS if d != "digits"])
 def test_each_domain_is_distinguishable_from_the_source(built, domain):
     """A domain gap exists: 5 image statistics separate the domain from ``digits`` (> 90 %)."""
-    a, b = built[("digits", "train")].images[:600], built[(domain, "train")].images[:600]
+    a, b = built[("digits", "train")]["images"], built[(domain, "train")]["images"]
     x, y = np.concatenate([_features(a), _features(b)]), np.r_[np.zeros(600), np.ones(600)]
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     order = np.random.default_rng(0).permutation(1200)

@@ -48,13 +48,16 @@ def per_sample_conv(layer: DynamicConv2d, x: torch.Tensor, kernels: torch.Tensor
 CASES = [(m, geo) for m in ("drt", "dcd") for geo in GEOMETRIES if m == "drt" or geo[4] == 1]
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize(("mode", "geometry"), CASES, ids=str)
-def test_batched_layer_equals_per_sample_aggregated_convolution(mode, geometry):
+def test_batched_layer_equals_per_sample_aggregated_convolution(mode, geometry, channels_last):
     k, s, p, d, g = geometry
     torch.manual_seed(0)
     layer = DynamicConv2d(8, 12, k, s, p, d, g, bias=True, num_kernels=3, reduction=2, context_channels=6,
                           mode=mode, temperature=1.0 if mode == "dcd" else 2.5, zero_init=False)
     x, context = torch.randn(4, 8, 11, 13), torch.randn(4, 6, 5, 7)
+    if channels_last:  # the layer multiplies channels-last inputs in NHWC order
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         expected = per_sample_conv(layer, x, hand_kernels(layer, context))
         assert torch.allclose(layer.aggregated_weight(context), hand_kernels(layer, context), atol=1e-6)

@@ -195,4 +195,4 @@ def test_bad_arguments():
         DRT(net=SimpleNamespace(task="segmentation"))
     with pytest.raises(ValueError, match=r"label_smoothing: expected 0 <= eps < 1"):
         make_drt(label_smoothing=1.0)
-    assert math.isfinite(float(make_drt().loss_terms(fixed_batch())["loss"]))
+    assert math.isfinite(float(make_drt().loss_terms(fixed_batch())["loss"].detach()))

@@ -1,0 +1,104 @@
+"""Pipeline recipes: validation before anything runs (one-line errors naming the stage), expansion, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from domadapt.cli import main
+from domadapt.pipeline.config import STAGE_TYPES, PipelineError, expand, load_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = str(ROOT / "recipes/toycity/output_adversarial.yaml")
+PIPELINES = sorted((ROOT / "recipes/pipeline").glob("*.yaml"))
+
+
+def pipeline(*stages, **top) -> dict:
+    return {"run_dir": "unused", "seed": 0, "stages": list(stages), **top}
+
+
+FIT = {"name": "fit1", "type": "fit", "config": RECIPE}
+
+
+@pytest.mark.parametrize("stages,match", [
+    ([{"name": "pl", "type": "pseudo_label"}, FIT], "stage 'pl' \\(pseudo_label\\): needs a model but no fit stage"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "inputs": {"model": "nope"}}],
+     "stage 'pl' .*inputs.model refers to stage 'nope' which does not exist"),
+    ([FIT, {"name": "t", "type": "test", "inputs": {"model": "fit2"}}, {**FIT, "name": "fit2"}],
+     "stage 't' .*refers to stage 'fit2' which runs later"),
+    ([FIT, FIT], "stage 'fit1' \\(fit\\): duplicate stage name"),
+    ([FIT, {**FIT, "name": "fit2", "inputs": {"pseudo_labels": "fit1"}}],
+     "stage 'fit2' .*inputs.pseudo_labels refers to 'fit1', a fit stage; expected a pseudo_label stage"),
+    ([FIT, {**FIT, "name": "fit2", "inputs": {"teacher": "fit1"}}], "stage 'fit2' \\(fit\\): unknown input 'teacher'"),
+    ([{"name": "fit1", "type": "fit"}], "stage 'fit1' \\(fit\\): `config` .* is required"),
+    ([{"name": "x", "type": "train", "config": RECIPE}], "stage 'x'.type: expected one of fit, test"),
+    ([{"name": "a b", "type": "fit"}], "stages\\[0\\].name: expected a folder-safe name"),
+    ([{"name": "f", "type": "fit", "config": "does/not/exist.yaml"}], "stage 'f'.config: recipe does/not/exist.yaml"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "strategy": {"type": "median"}}],
+     "stage 'pl' \\(pseudo_label\\): strategy.type"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "threshold": 0.9}], "stage 'pl': unknown key 'threshold'"),
+    ([FIT, {**FIT, "name": "fit2", "overrides": ["--x={{ghost}}"]}], "stage 'fit2' .*refers to stage 'ghost'"),
+    ([FIT, {"name": "tr", "type": "translate"}], "stage 'tr' \\(translate\\): `inputs.generator` .* is required"),
+    ([FIT, {"name": "tr", "type": "translate", "inputs": {"generator": "fit1"}, "scale": 2}],
+     "stage 'tr': unknown key 'scale' for a translate stage"),
+])
+def test_invalid_pipelines_fail_before_running(stages, match):
+    with pytest.raises(PipelineError, match=match) as e:
+        load_pipeline(pipeline(*stages))
+    assert "\n" not in str(e.value)
+
+
+def test_defaults_model_stage_and_accepts_every_type():
+    spec = load_pipeline(pipeline(FIT, {"name": "pl", "type": "pseudo_label"},
+                                  {**FIT, "name": "fit2", "inputs": {"pseudo_labels": "pl", "init_from": None}},
+                                  {"name": "t", "type": "test"}, {"name": "e", "type": "evaluate"},
+                                  {"name": "tr", "type": "translate", "inputs": {"generator": "fit2"},
+                                   "batch_size": 2}))
+    assert [s.type for s in spec.stages] == ["fit", "pseudo_label", "fit", "test", "evaluate", "translate"]
+    assert set(STAGE_TYPES) == {s.type for s in spec.stages}
+    assert spec.stage("pl").inputs["model"] == "fit1" and spec.stage("t").inputs["model"] == "fit2"
+    assert spec.stage("tr").options == {"batch_size": 2}
+
+
+def test_repeat_expands_rounds():
+    stages = expand([{**FIT, "name": "m0"},
+                     {"repeat": 2, "stages": [{"name": "pl{i}", "type": "pseudo_label", "inputs": {"model": "m{prev}"}},
+                                              {**FIT, "name": "m{i}", "inputs": {"pseudo_labels": "pl{i}"}}]}])
+    assert [s["name"] for s in stages] == ["m0", "pl1", "m1", "pl2", "m2"]
+    assert stages[3]["inputs"] == {"model": "m1"} and stages[4]["inputs"] == {"pseudo_labels": "pl2"}
+    with pytest.raises(PipelineError, match="repeat"):
+        expand([{"repeat": 0, "stages": []}])
+
+
+def test_config_is_found_relative_to_the_pipeline_file(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "r.yaml").write_text("trainer: {}\n")
+    path = tmp_path / "sub" / "p.yaml"
+    path.write_text(yaml.safe_dump(pipeline({"name": "f", "type": "fit", "config": "r.yaml"})))
+    monkeypatch.chdir(tmp_path)
+    assert load_pipeline(path).stages[0].config == (tmp_path / "sub" / "r.yaml").resolve()
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=[p.name for p in PIPELINES])
+def test_shipped_pipelines_validate_and_have_headers(path, capsys):
+    assert main(["pipeline", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "stages, run_dir" in out and "pl1" in out
+    assert path.read_text().startswith("#")
+
+
+def test_cli_reports_invalid_pipeline_in_one_line(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(pipeline({"name": "pl", "type": "pseudo_label"})))
+    assert main(["pipeline", "run", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("domadapt pipeline: stage 'pl'") and "\n" not in err
+    assert main(["pipeline", "check", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_help_mentions_pipeline(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "pipeline" in capsys.readouterr().out
