@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         base = acc if base is None else base
         rows.append({"method": name, "target acc": acc, "mean-class acc": metrics.get("test/target/mean_class_acc"),
                      "vs source-only": acc - base, "minutes": (time.time() - t0) / 60})
-    table = format_table(rows, ["method", "target acc", "mean-class acc", "vs source-only", "minutes"])
+    table = format_table(rows, ["method", "target acc", "mean-class acc", "vs source-only", "minutes"],
+                         percent=["target acc", "mean-class acc", "vs source-only"])
     print("\nQuickstart: digits (real sklearn handwriting) -> digits-photo (MNIST-M-style), target test split\n")
     print(table)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))

@@ -19,9 +19,9 @@ import torch
 class OracleBestCheckpoint(pl.Callback):
     """Track (and optionally save) the best validation epoch by a *target-labelled* metric — an oracle.
 
-    After every validation it logs ``oracle/best_<monitor>`` (slashes become underscores) and
-    ``oracle/best_epoch`` / ``oracle/best_step`` to every logger, and with ``save=True`` writes ``<dirpath>/oracle_best.ckpt``
-    whenever the monitored value improves. Never use it for the default report.
+    After every validation it logs ``oracle/best_<monitor>`` (slashes become underscores),
+    ``oracle/best_epoch`` and ``oracle/best_step`` to every logger, and with ``save=True`` writes
+    ``<dirpath>/oracle_best.ckpt`` whenever the monitored value improves. Never use it for the default report.
 
     Args:
         monitor: metric to select by (``val/target/acc`` = the target test split in the DomainNet recipes).

@@ -18,8 +18,9 @@ builds per-sample kernels: it runs the static convolution once for the whole bat
 residual as a batched matrix product on the (shifted, strided) input. For DRT it first aggregates
 ``M_b = sum_k pi_bk Phi_k`` and applies it once; this equals ``sum_k pi_bk conv1x1(x, Phi_k)`` exactly
 but costs ``C_out C_in HW`` per sample instead of ``K C_out C_in HW`` and stores no ``(B, K C_out, H, W)``
-intermediate. :meth:`DynamicConv2d.aggregated_weight` builds the per-sample kernels explicitly; it is
-the slow reference the tests and the benchmark compare against.
+intermediate (``benchmarks/dynamic_conv.py``, ResNet-50 on CPU: +5 % step time over the static network,
+against +28 % for the stacked form). :meth:`DynamicConv2d.aggregated_weight` builds the per-sample
+kernels explicitly; it is the slow reference the tests and the benchmark compare against.
 
 The residual parameters start at zero (``zero_init=True``), so a fresh layer equals the static
 convolution and static pretrained weights load into ``weight`` unchanged (same key as ``nn.Conv2d``).

@@ -224,12 +224,6 @@ class Translation(pl.LightningModule):
         """Translate source images (``[-1, 1]``) to the target domain with ``G_A``."""
         return self.g_a(x)
 
-    def train(self, mode: bool = True) -> Translation:
-        super().train(mode)
-        if self.perceptual is not None:
-            self.perceptual.net.eval()  # frozen: never batch statistics, never running-stat updates
-        return self
-
     def loss_weights(self) -> dict[str, float]:
         """Weight of every generator term of :func:`generator_terms`."""
         hp = self.hparams
@@ -282,7 +276,8 @@ class Translation(pl.LightningModule):
             sched.step()
         self._log_terms(loss_g, terms, loss_d, d_terms, real_a.shape[0])
 
-    def _log_terms(self, loss_g, terms, loss_d, d_terms, batch_size: int) -> None:
+    def _log_terms(self, loss_g: torch.Tensor, terms: dict[str, torch.Tensor], loss_d: torch.Tensor,
+                   d_terms: dict[str, torch.Tensor], batch_size: int) -> None:
         """``train/loss_G`` (weighted total) and ``train/loss_D``; the named groups are unweighted sums of A and B."""
         logs = {"loss_G": loss_g, "loss_D": loss_d, "loss_D_A": d_terms["D_a"], "loss_D_B": d_terms["D_b"]}
         for group, prefix in (("G_gan", "gan"), ("cycle", "cycle"), ("idt", "idt"), ("per", "per"),

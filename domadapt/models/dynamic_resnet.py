@@ -31,9 +31,9 @@ _DYNAMIC_KEYS = (".residual", ".squeeze.", ".to_attention.", ".to_scale.", ".to_
 
 def dynamic_from_conv(conv: nn.Conv2d, context_channels: int | None = None, **kwargs) -> DynamicConv2d:
     """A :class:`DynamicConv2d` with the geometry of ``conv`` whose ``W0`` (and bias) are copied from it."""
-    dyn = DynamicConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
-                        conv.dilation, conv.groups, conv.bias is not None,  # type: ignore[arg-type]
-                        context_channels=context_channels, **kwargs)
+    geometry = dict(kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
+    dyn = DynamicConv2d(conv.in_channels, conv.out_channels, **geometry, groups=conv.groups,  # type: ignore[arg-type]
+                        bias=conv.bias is not None, context_channels=context_channels, **kwargs)
     with torch.no_grad():
         dyn.weight.copy_(conv.weight)
         if conv.bias is not None:

@@ -262,7 +262,10 @@ def translate_dataset(
     return root / MANIFEST
 
 
-def _translate(module, dataset, root, todo, layout, size, batch_size, device, link_labels, num_workers, bar) -> None:
+def _translate(module: nn.Module, dataset: DomainDataset, root: Path, todo: list[dict], layout: str,
+               size: tuple[int, int] | None, batch_size: int, device: str | torch.device, link_labels: bool,
+               num_workers: int, bar: tqdm) -> None:
+    """Translate and write every ``todo`` sample, appending a journal record after each."""
     inputs = _Inputs(dataset, todo, size, need_mask=layout == "generic")
     loader = DataLoader(inputs, batch_size=batch_size, num_workers=num_workers, collate_fn=list)
     path = root / JOURNAL

@@ -62,7 +62,8 @@ def test_mismatched_shape_is_an_error_naming_the_key(static_resnet18_file, tmp_p
     state["layer3.1.conv2.weight"] = torch.zeros(256, 256, 1, 1)
     bad = tmp_path / "bad.pth"
     torch.save(state, bad)
-    with pytest.raises(ValueError, match=r"shape mismatch for 'backbone\.layer3\.1\.conv2\.weight'.*\(256, 256, 1, 1\)"):
+    key = r"'backbone\.layer3\.1\.conv2\.weight'"
+    with pytest.raises(ValueError, match=r"shape mismatch for " + key + r".*\(256, 256, 1, 1\)"):
         DynamicResNet("resnet18", num_classes=5, weights=str(bad))
 
 

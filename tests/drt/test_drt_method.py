@@ -156,7 +156,8 @@ def test_pseudo_label_hook_adds_weighted_ce_on_labelled_target_only():
     batch["target"]["label"] = torch.tensor([1, 255, 0, 255, 3, 2])
     terms = module.loss_terms(batch)
     assert float(terms["pseudo"].detach()) > 0
-    assert float(terms["loss"].detach()) == pytest.approx(float((base["loss"] + 0.5 * terms["pseudo"]).detach()), rel=1e-5)
+    expected = (base["loss"] + 0.5 * terms["pseudo"]).detach()
+    assert float(terms["loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_learning_rate_milestones_are_a_step_function_of_progress():
