@@ -55,12 +55,12 @@ class Recorder(pl.Callback):
 def test_training_steps_log_every_term_finite_and_write_grids(tmp_path):
     torch.manual_seed(0)
     seg = TinySegNet()
-    module = Translation(**TINY, pool_size=3, perceptual_net=seg, perceptual_mean=(0.5,) * 3, perceptual_std=(0.5,) * 3)
+    # Images in [0, 1] (no normalisation): the module converts them with input_mean / input_std.
+    module = Translation(**TINY, pool_size=3, perceptual_net=seg, perceptual_mean=(0.5,) * 3, perceptual_std=(0.5,) * 3,
+                         input_mean=(0.0,) * 3, input_std=(1.0,) * 3)
     g_before = [p.detach().clone() for p in module.g_a.parameters()]
     dm = tiny_datamodule("segmentation", n=16, batch_size=4)  # 32x48 images, 4 iterations per epoch
-    dm.train_transform = dm.eval_transform = None  # datasets scale to [0, 1]; converted via input_mean/std
-    module.hparams.input_mean, module.hparams.input_std = (0.0,) * 3, (1.0,) * 3
-    module.input_mean.zero_(), module.input_std.fill_(1.0)
+    dm.train_transform = dm.eval_transform = None  # the datasets' default: scale to [0, 1]
     t = trainer(tmp_path, max_steps=10, logger=CSVLogger(tmp_path, name="logs"), limit_val_batches=1,
                 check_val_every_n_epoch=1)
     t.fit(module, dm)
@@ -168,3 +168,12 @@ def test_toy_recipe_builds_the_module():
     cli = run_lightning(["--config", str(ROOT / "recipes/bdl/toycity_translation.yaml")], run=False)
     assert isinstance(cli.model, Translation) and cli.model.perceptual is None
     assert cli.model.g_a.n_blocks == 3 and cli.trainer.max_steps == 600
+
+
+def test_batches_are_converted_to_the_generator_range():
+    x01 = torch.rand(2, 3, 4, 4)
+    imagenet = Translation(**TINY, input_mean=(0.485, 0.456, 0.406), input_std=(0.229, 0.224, 0.225))
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(imagenet.to_gan_range((x01 - mean) / std), x01 * 2 - 1, atol=1e-6)
+    half = Translation(**TINY)  # default: batches already normalised with mean = std = 0.5, i.e. in [-1, 1]
+    assert torch.allclose(half.to_gan_range(x01 * 2 - 1), x01 * 2 - 1)
