@@ -27,6 +27,17 @@ from domadapt.evaluation.metrics import MetricSet
 from domadapt.structures import IGNORE_INDEX, NetOutput
 
 
+def iterations_done(module: pl.LightningModule) -> int:
+    """Training batches completed by ``module``'s trainer (0 when detached); restored on resume.
+
+    Unlike ``global_step`` it does not count optimiser steps, so it means the same for automatic and
+    manual optimisation with any number of optimisers.
+    """
+    if module._trainer is None:
+        return 0
+    return module.trainer.fit_loop.epoch_loop.batch_progress.total.completed
+
+
 class DomainAdaptationModule(pl.LightningModule):
     """Base adaptation method: supervised source loss + scheduled adaptation loss.
 
@@ -92,9 +103,7 @@ class DomainAdaptationModule(pl.LightningModule):
     @property
     def iteration(self) -> int:
         """Training iterations (batches) done so far; restored from checkpoints by Lightning."""
-        if self._trainer is None:
-            return 0
-        return self.trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        return iterations_done(self)
 
     @property
     def horizon(self) -> int:

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from domadapt.methods.base import iterations_done
 from domadapt import schedules
 from domadapt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from domadapt.io import write_png
@@ -188,9 +189,7 @@ class Translation(pl.LightningModule):
     @property
     def iteration(self) -> int:
         """Training iterations (batches) done so far; restored from checkpoints by Lightning."""
-        if self._trainer is None:
-            return 0
-        return self.trainer.fit_loop.epoch_loop.batch_progress.total.completed
+        return iterations_done(self)
 
     @property
     def horizon(self) -> int:
