@@ -5,7 +5,9 @@
   (``data.class_path``), components injected by ``class_path`` in YAML recipes;
 * ``domadapt data check NAME ROOT`` — inspect a dataset on disk;
 * ``domadapt pipeline run RECIPE`` — multi-stage runs (:mod:`domadapt.pipeline`);
-* ``domadapt demo`` — the quickstart on embedded data (what ``make demo`` runs).
+* ``domadapt demo`` — the quickstart on embedded data (what ``make demo`` runs);
+* ``domadapt export --ckpt PATH --format {torchscript,onnx}`` — a checkpoint's evaluation path as a
+  deployable file (:mod:`domadapt.export`).
 
 ``python -m domadapt …`` is the same command.
 """
@@ -26,6 +28,7 @@ from domadapt.quiet import quiet_third_party
 EXTRA_COMMANDS = {
     "data": "inspect datasets on disk (`domadapt data check NAME ROOT`)",
     "demo": "quickstart: source-only vs adapted on embedded data",
+    "export": "checkpoint -> TorchScript / ONNX (`domadapt export --ckpt PATH --format onnx`)",
     "pipeline": "multi-stage runs, resumable (`domadapt pipeline run RECIPE [--run-dir D] [--from-scratch]`)",
     "--seeds": "`domadapt fit --config R --seeds 0,1,2`: one run per seed + mean ± std summary",
 }
@@ -46,8 +49,11 @@ class DomadaptCLI(LightningCLI):
             version = cfg.get("run_name") or _next_version(root / "logs")
             kwargs["logger"] = [CSVLogger(root, name="logs", version=version),
                                 TensorBoardLogger(root, name="logs", version=version, default_hp_metric=False)]
-        callbacks = list(kwargs.get("callbacks") or [])
-        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        # `kwargs["callbacks"]` replaces the configured list in LightningCLI: keep `--trainer.callbacks+=...` first
+        # (the first ModelCheckpoint is the one `ckpt_path="best"` uses).
+        configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        callbacks = [*(configured if isinstance(configured, list) else [configured]), *(kwargs.get("callbacks") or [])]
+        if not any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks):
             callbacks.append(ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, save_top_k=0))
         if kwargs.get("logger") is not False and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
@@ -96,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from domadapt.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv and argv[0] == "export":
+        from domadapt.export import main as export_main
+
+        return export_main(argv[1:])
     from domadapt.multiseed import run_seeds, split_seeds
 
     seeds, argv = split_seeds(argv)

@@ -1,11 +1,13 @@
-"""What ``domadapt test`` leaves in the run directory: ``metrics.json`` and plots."""
+"""What ``domadapt test`` leaves in the run directory: ``metrics.json``, plots and a prediction picture."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 from domadapt.evaluation.metrics import iou_per_class
+from domadapt.evaluation.pictures import write_prediction_picture
 from domadapt.evaluation.reports import plot_confusion_matrix, plot_per_class_iou, write_metrics
 
 
@@ -16,12 +18,17 @@ def run_dir_of(module) -> Path:
     return Path(log_dir or trainer.default_root_dir)
 
 
-def write_test_report(module, results: dict[str, Any]) -> Path:
-    """Write ``metrics.json`` (all domains) plus per-class IoU / confusion-matrix PNGs per domain.
+def write_test_report(module, results: dict[str, Any], num_pictures: int = 4) -> Path:
+    """Write the test report into the run directory.
+
+    ``metrics.json`` (all domains), per-class IoU / confusion-matrix PNGs per domain, and
+    ``predictions_target.png``: the first ``num_pictures`` target test samples with their predictions
+    (:func:`~domadapt.evaluation.pictures.write_prediction_picture`).
 
     Args:
         module: the evaluated LightningModule (gives the run directory, task and class names).
         results: ``{domain: {"summary": dict, "confmat": (K, K) tensor}}``.
+        num_pictures: target samples drawn with their predictions (0: none).
 
     Returns:
         Path of ``metrics.json``.
@@ -38,4 +45,8 @@ def write_test_report(module, results: dict[str, Any]) -> Path:
             plot_per_class_iou(iou_per_class(cm).tolist(), names, out / f"test_{d}_per_class_iou.png",
                                title=f"per-class IoU on {d}")
         plot_confusion_matrix(cm, names, out / f"test_{d}_confusion_matrix.png")
+    try:  # a qualitative picture must not cost the metrics of a finished evaluation
+        write_prediction_picture(module, num_pictures)
+    except Exception as e:  # noqa: BLE001 - reported, not hidden
+        warnings.warn(f"predictions_target.png not written: {type(e).__name__}: {e}")
     return path

@@ -20,10 +20,12 @@ from typing import Any, Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from domadapt import schedules
 from domadapt.evaluation.metrics import MetricSet
+from domadapt.evaluation.validators import build_validators, check_validator_names
 from domadapt.structures import IGNORE_INDEX, NetOutput
 
 
@@ -59,6 +61,9 @@ class DomainAdaptationModule(pl.LightningModule):
         eval_input_size: ``(H, W)`` to resize evaluation inputs to; logits are upsampled back to the
             label's size (the BDL full-resolution protocol). ``None`` = evaluate at the given size.
         protocols: mIoU protocols to report for 19-class segmentation (``"19"``, ``"16"``, ``"13"``).
+        validators: label-free model-selection scores computed on the target validation split and
+            logged as ``val/target/unsup/<name>`` (:mod:`domadapt.evaluation.validators`; a checkpoint
+            monitor). ``agreement`` needs a method with two heads (``eval_heads(x) -> list[Tensor]``).
     """
 
     #: Optimiser steps Lightning counts per training batch (manual methods with two optimisers set 2).
@@ -79,6 +84,7 @@ class DomainAdaptationModule(pl.LightningModule):
         adaptation_schedule: schedules.ScheduleName = "constant",
         eval_input_size: tuple[int, int] | None = None,
         protocols: tuple[str, ...] = ("19", "16", "13"),
+        validators: tuple[str, ...] = ("entropy", "info_max"),
     ) -> None:
         super().__init__()
         for attr in ("task", "num_classes"):
@@ -86,9 +92,15 @@ class DomainAdaptationModule(pl.LightningModule):
                 raise TypeError(f"{type(self).__name__}.net: {type(net).__name__} has no `{attr}`; expected a "
                                 "domadapt network returning NetOutput(logits, features)")
         schedules.get_schedule(lr_schedule), schedules.get_schedule(adaptation_schedule)  # validate early
+        validators = check_validator_names(validators, f"{type(self).__name__}.validators")
         self.save_hyperparameters(ignore=["net"] + self._hparams_ignore())
         self.net = net
         self.metrics = nn.ModuleDict()
+        if "agreement" in validators and not callable(getattr(self, "eval_heads", None)):
+            rank_zero_info(f"{type(self).__name__}: validator `agreement` is not logged: the method has no "
+                           "second head (eval_heads)")
+            validators = tuple(v for v in validators if v != "agreement")
+        self.unsup_validators = nn.ModuleDict(build_validators(validators))  # states are not in checkpoints
 
     @classmethod
     def _hparams_ignore(cls) -> list[str]:
@@ -190,11 +202,15 @@ class DomainAdaptationModule(pl.LightningModule):
     # ------------------------------------------------------------------ evaluation
     def predict_logits(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
         """Evaluation logits; for segmentation resized to ``output_size`` (the label's size)."""
-        x = image
+        return self._eval_output(self.eval_logits(self._eval_input(image)), output_size)
+
+    def _eval_input(self, x: torch.Tensor) -> torch.Tensor:
         size = self.hparams.eval_input_size
         if self.task == "segmentation" and size is not None and tuple(x.shape[-2:]) != tuple(size):
             x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
-        logits = self.eval_logits(x)
+        return x
+
+    def _eval_output(self, logits: torch.Tensor, output_size: tuple[int, int] | None) -> torch.Tensor:
         if self.task == "segmentation" and output_size is not None and tuple(logits.shape[-2:]) != tuple(output_size):
             logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=True)
         return logits
@@ -221,8 +237,20 @@ class DomainAdaptationModule(pl.LightningModule):
     def _eval_step(self, stage: str, batch: dict, dataloader_idx: int) -> None:
         name = self._names(stage)[dataloader_idx]
         target = self.ground_truth(batch)
-        logits = self.predict_logits(batch["image"], tuple(target.shape[-2:]) if target.dim() == 3 else None)
+        size = tuple(target.shape[-2:]) if target.dim() == 3 else None
+        logits = self.predict_logits(batch["image"], size)
         self._metric(stage, name).update(logits.argmax(1), target)
+        if stage == "val" and name == "target" and len(self.unsup_validators):
+            self._update_validators(batch["image"], logits, size)
+
+    def _update_validators(self, image: torch.Tensor, logits: torch.Tensor, size: tuple[int, int] | None) -> None:
+        """Feed the label-free validators (target labels are never read here)."""
+        heads = None
+        if any(v.needs_heads for v in self.unsup_validators.values()):
+            heads = [self._eval_output(z, size).softmax(1) for z in self.eval_heads(self._eval_input(image))]
+        probs = logits.softmax(1)
+        for v in self.unsup_validators.values():
+            v.update(probs, heads)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step("val", batch, dataloader_idx)
@@ -245,6 +273,11 @@ class DomainAdaptationModule(pl.LightningModule):
                 self.log(f"{stage}/{name}/{k}", float(v), prog_bar=k in ("miou", "acc") and name == "target",
                          sync_dist=False, add_dataloader_idx=False)
             self.metrics[key].reset()
+        if stage == "val":
+            for vname, v in self.unsup_validators.items():
+                if v.update_called:
+                    self.log(f"val/target/unsup/{vname}", float(v.compute()), sync_dist=False, add_dataloader_idx=False)
+                v.reset()
         return results
 
     def on_validation_epoch_end(self) -> None:

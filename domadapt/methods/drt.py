@@ -216,6 +216,10 @@ class DRT(DomainAdaptationModule):
     def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
         return self.c1(features), self.c2(features)
 
+    def eval_heads(self, x: Tensor) -> list[Tensor]:
+        """Logits of ``F1`` and ``F2`` (the ``agreement`` validator compares their argmax)."""
+        return list(self.heads(self.net_output(x).features))
+
     def eval_logits(self, x: Tensor) -> Tensor:
         """Per sample, the logits of the classifier whose maximum logit is larger (ties: ``F1``)."""
         z1, z2 = self.heads(self.net_output(x).features)

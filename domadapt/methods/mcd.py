@@ -48,6 +48,10 @@ class MCD(DomainAdaptationModule):
     def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.c1(features), self.c2(features)
 
+    def eval_heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of ``C1`` and ``C2`` (the ``agreement`` validator compares their argmax)."""
+        return list(self.heads(self.net_output(x).features))
+
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         z1, z2 = self.heads(self.net_output(x).features)
         return ((z1.softmax(1) + z2.softmax(1)) / 2).clamp_min(1e-12).log()

@@ -11,8 +11,8 @@ sample counts as done only when ``progress.jsonl`` holds its record *and* both f
 recorded sizes. A rerun skips done samples and regenerates anything else (a deleted or never
 finished output); leftover ``.*.tmp`` files from a killed run are never read. ``manifest.json``
 (generator checkpoint hash, source description, file list) is written last, so its presence means
-a complete dataset. A rerun into a folder written by another generator or with other settings is
-refused.
+a complete dataset; ``samples.png`` shows the first four sources next to their translations. A
+rerun into a folder written by another generator or with other settings is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from domadapt.data.base import DomainDataset
 from domadapt.data.paired import PairedSegmentationDataset
 from domadapt.data.translated import FORMAT, MANIFEST, VERSION
+from domadapt.evaluation.pictures import plot_translation_samples
 from domadapt.io import atomic_path, read_rgb, write_json, write_png
 from domadapt.models.translation import ResnetGenerator
 
@@ -258,6 +259,9 @@ def translate_dataset(
                 "source": {"description": dataset.describe(), "type": f"{type(dataset).__module__}.{type(dataset).__name__}",
                            "root": str(getattr(dataset, "root", "")) or None},
                 "files": [[e["image"], e["label"]] for e in plan]}
+    shown = plan[:4]  # samples.png: the first sources next to their translations, for a look
+    plot_translation_samples([dataset.load_raw(e["index"])[0] for e in shown],
+                             [read_rgb(root / e["image"]) for e in shown], root / "samples.png")
     write_json(root / MANIFEST, manifest)
     return root / MANIFEST
 

@@ -52,7 +52,7 @@ def test_help_lists_subcommands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for word in ("fit", "validate", "test", "predict", "data", "demo"):
+    for word in ("fit", "validate", "test", "predict", "data", "demo", "export"):
         assert word in out
 
 

@@ -1,0 +1,281 @@
+"""``domadapt export``: a trained checkpoint's *evaluation* path as a TorchScript or ONNX file.
+
+The network is not in a checkpoint's hyper-parameters (modules are ignored by ``save_hyperparameters``),
+so the module is rebuilt from a config, the way ``domadapt predict --config … --ckpt_path …`` would:
+
+1. the config: ``--config RECIPE``, else the ``config.yaml`` Lightning's ``SaveConfigCallback`` wrote
+   beside the run (``<root>/logs/<version>/config.yaml`` for ``<root>/checkpoints/*.ckpt``; a pipeline
+   fit stage's ``final.ckpt`` and ``checkpoints/*.ckpt`` are found too);
+2. the class is the checkpoint's ``_class_path`` (runs started by ``domadapt fit``) or the config's
+   ``model.class_path``; the constructor arguments are the config's ``model.init_args`` (this gives the
+   ``net``) overridden by the checkpoint's hyper-parameters (what the weights were trained with);
+3. the weights are loaded strictly from ``state_dict``.
+
+The exported graph is ``module.eval_logits(x)`` in eval mode (MCD averages its two classifiers, DRT
+picks a classifier per sample), ``(N, 3, H, W)`` image -> ``(N, K)`` / ``(N, K, h, w)`` logits. Only
+the batch dimension is dynamic in ONNX; TorchScript is traced (``torch.jit.trace``), so data-dependent
+Python control flow is frozen at the traced input. ``eval_input_size`` resizing and upsampling to the
+label size (``predict_logits``) are not part of the file: feed images at the size the model expects.
+
+Checkpoints are unpickled (``torch.load(weights_only=False)``): export only checkpoints you trust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from torch import nn
+
+ExportFormat = Literal["torchscript", "onnx"]
+SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
+ONNX_OPSET = 18
+
+
+class ExportError(ValueError):
+    """A checkpoint or config that cannot be exported; the message names the file and what is missing."""
+
+
+class EvalLogits(nn.Module):
+    """A module's evaluation path as a plain ``nn.Module``: ``forward(x) = module.eval_logits(x)``.
+
+    Shape:
+        ``(N, C, H, W)`` -> ``(N, K)`` or ``(N, K, h, w)`` logits.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        if not callable(getattr(module, "eval_logits", None)):
+            raise ExportError(f"export: {type(module).__name__} has no eval_logits(); export covers the adaptation "
+                              "methods (DomainAdaptationModule subclasses)")
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.eval_logits(x)
+
+
+# --- rebuilding the module -------------------------------------------------------------------------
+def find_run_config(ckpt: str | Path) -> Path:
+    """The ``config.yaml`` of the run that wrote ``ckpt`` (see the module docstring for where it looks).
+
+    Raises:
+        ExportError: none found, or several whose ``model`` sections differ.
+    """
+    ckpt = Path(ckpt)
+    d = ckpt.resolve().parent
+    candidates: list[Path] = []
+    for root in (d, d.parent):
+        candidates += [root / "config.yaml", *sorted(root.glob("logs/*/config.yaml"))]
+    found = list(dict.fromkeys(p for p in candidates if p.is_file()))
+    if not found:
+        raise ExportError(f"{ckpt}: no run config.yaml found beside the checkpoint (looked in {d} and {d.parent}, "
+                          "and their logs/*/); pass --config RECIPE")
+    models = {yaml.dump(_read_yaml(p).get("model")) for p in found}
+    if len(models) > 1:
+        raise ExportError(f"{ckpt}: several run configs with different models ({', '.join(map(str, found))}); "
+                          "pass --config with the right one")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ExportError(f"{path}: cannot read the config ({e})") from None
+    if not isinstance(doc, dict):
+        raise ExportError(f"{path}: expected a YAML mapping with a `model` section, got {type(doc).__name__}")
+    return doc
+
+
+def _load_checkpoint(ckpt: Path) -> dict[str, Any]:
+    if not ckpt.is_file():
+        raise ExportError(f"{ckpt}: checkpoint not found")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is one message
+        raise ExportError(f"{ckpt}: cannot read the checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ExportError(f"{ckpt}: expected a Lightning checkpoint with `state_dict`")
+    return state
+
+
+def build_module(ckpt: str | Path, config: str | Path | None = None) -> tuple[nn.Module, Path]:
+    """Rebuild the LightningModule of ``ckpt`` with its weights, in eval mode.
+
+    Args:
+        ckpt: Lightning checkpoint of a domadapt method.
+        config: recipe / run config with a ``model`` section; ``None`` = :func:`find_run_config`.
+
+    Returns:
+        ``(module, config path used)``.
+
+    Raises:
+        ExportError: a missing or unreadable file, a config without ``model``, a class mismatch, or
+            weights that do not fit the rebuilt module.
+    """
+    from jsonargparse import ArgumentParser
+    import pytorch_lightning as pl
+
+    ckpt = Path(ckpt)
+    state = _load_checkpoint(ckpt)
+    cfg_path = Path(config) if config is not None else find_run_config(ckpt)
+    doc = _read_yaml(cfg_path)
+    if "stages" in doc:
+        raise ExportError(f"{cfg_path}: a pipeline recipe; pass the recipe of the fit stage that wrote {ckpt.name}")
+    spec = doc.get("model")
+    if not isinstance(spec, dict) or "class_path" not in spec:
+        raise ExportError(f"{cfg_path}: expected `model: {{class_path: ..., init_args: {{net: ...}}}}`")
+    hparams = dict(state.get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", None) or spec["class_path"]
+    if class_path.rsplit(".", 1)[-1] != str(spec["class_path"]).rsplit(".", 1)[-1]:
+        raise ExportError(f"{cfg_path}: model.class_path {spec['class_path']!r} but {ckpt.name} was trained as "
+                          f"{class_path!r}; pass the run's own config")
+    init_args = {**(spec.get("init_args") or {}),
+                 **{k: v for k, v in hparams.items() if not k.startswith("_")}}  # trained values win
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(pl.LightningModule, "model", fail_untyped=False)
+    try:
+        parsed = parser.parse_object({"model": {"class_path": class_path, "init_args": init_args}})
+        module = parser.instantiate_classes(parsed).model
+    except Exception as e:  # noqa: BLE001 - jsonargparse / constructor errors, one line
+        raise ExportError(f"{cfg_path}: cannot build {class_path} ({' '.join(str(e).split())[:300]})") from None
+    try:
+        module.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        raise ExportError(f"{ckpt}: the weights do not fit {class_path} built from {cfg_path} "
+                          f"({' '.join(str(e).split())[:300]})") from None
+    return module.eval(), cfg_path
+
+
+def input_size_of(module: nn.Module, config: dict[str, Any]) -> tuple[int, int] | None:
+    """``eval_input_size`` of the module, else the config's evaluation transform ``resize`` / ``crop``."""
+    size = (getattr(module, "hparams", None) or {}).get("eval_input_size")
+    if size:
+        return int(size[0]), int(size[1])
+    transform = (((config.get("data") or {}).get("init_args") or {}).get("eval_transform") or {})
+    args = transform.get("init_args") or {} if isinstance(transform, dict) else {}
+    for key in ("crop", "resize"):
+        if args.get(key):
+            return int(args[key][0]), int(args[key][1])
+    return None
+
+
+# --- writing and checking --------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """Silence torch's deprecation notices of ``torch.jit`` (the format is asked for explicitly);
+    TracerWarnings about the traced model itself stay visible."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
+        yield
+
+
+def export_module(module: nn.Module, path: str | Path, fmt: ExportFormat, example: torch.Tensor) -> Path:
+    """Write ``module``'s evaluation path to ``path`` atomically.
+
+    Args:
+        module: a method with ``eval_logits`` (put in eval mode here).
+        path: output file.
+        fmt: ``"torchscript"`` (``torch.jit.trace``) or ``"onnx"`` (``torch.onnx.export``, opset
+            :data:`ONNX_OPSET`, input ``image`` / output ``logits``, dynamic batch axis).
+        example: ``(N, C, H, W)`` example input (``N >= 2``, so that the batch size is not specialised).
+
+    Returns:
+        ``path``.
+    """
+    from domadapt.io import atomic_path
+
+    if fmt not in SUFFIX:
+        raise ExportError(f"--format: expected 'torchscript' or 'onnx', got {fmt!r}")
+    wrapper = EvalLogits(module.eval()).eval()
+    # A LightningModule's `trainer` property raises when detached; tracing walks every attribute.
+    # Lightning's own to_torchscript() sets this flag for the same reason.
+    module._jit_is_scripting = True
+    try:
+        with torch.no_grad(), _quiet_jit(), atomic_path(path) as tmp:
+            if fmt == "torchscript":
+                torch.jit.save(torch.jit.trace(wrapper, (example,), check_trace=False), tmp)
+            else:
+                _onnx_export(wrapper, example, tmp, type(module).__name__)
+            os.chmod(tmp, 0o644)  # mkstemp files are private; a model file is meant to be shared
+    finally:
+        del module._jit_is_scripting
+    return Path(path)
+
+
+def _onnx_export(wrapper: nn.Module, example: torch.Tensor, path: str, name: str) -> None:
+    try:
+        import onnxscript  # noqa: F401 - torch's exporter needs it; say so before it fails deep inside
+    except ImportError:
+        raise ExportError("--format onnx needs onnx and onnxscript: pip install 'domadapt[export]'") from None
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        torch.onnx.export(wrapper, (example,), path, input_names=["image"], output_names=["logits"],
+                          opset_version=ONNX_OPSET, dynamic_shapes={"x": {0: batch}}, dynamo=True,
+                          external_data=False, verbose=False)
+    except Exception as e:  # noqa: BLE001 - the exporter's many error types, one line (TorchScript may still work)
+        raise ExportError(f"torch.onnx.export cannot export {name} ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())[:300]}); try --format torchscript") from None
+
+
+def run_exported(path: str | Path, fmt: ExportFormat, x: torch.Tensor) -> torch.Tensor:
+    """Logits of an exported file on ``x`` (ONNX through onnxruntime, CPU)."""
+    if fmt == "torchscript":
+        with torch.no_grad(), _quiet_jit():
+            return torch.jit.load(str(path), map_location="cpu")(x.cpu())
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return torch.from_numpy(session.run(None, {name: x.cpu().numpy()})[0])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``domadapt export --ckpt PATH --format {torchscript,onnx} [--out FILE] [--input-size H W] [--config RECIPE]``."""
+    p = argparse.ArgumentParser(prog="domadapt export", description="Export a checkpoint's evaluation path "
+                                "(eval_logits) as a TorchScript or ONNX file and check it against the checkpoint.")
+    p.add_argument("--ckpt", required=True, help="Lightning checkpoint of a domadapt method")
+    p.add_argument("--format", required=True, choices=sorted(SUFFIX), help="TorchScript (traced) or ONNX")
+    p.add_argument("--out", default=None, help="output file (default: the checkpoint's path with .pt / .onnx)")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), default=None,
+                   help="image size of the example input (default: eval_input_size or the eval transform's "
+                        "crop/resize from the config)")
+    p.add_argument("--config", default=None, help="recipe/config with the `model` section (default: the run's "
+                   "config.yaml next to the checkpoint)")
+    p.add_argument("--batch-size", type=int, default=2, help="batch of the example input (default: %(default)s)")
+    args = p.parse_args(list(argv) if argv is not None else None)
+    try:
+        module, cfg_path = build_module(args.ckpt, args.config)
+        size = tuple(args.input_size) if args.input_size else input_size_of(module, _read_yaml(cfg_path))
+        if size is None:
+            raise ExportError(f"{cfg_path}: the input size is unknown (no eval_input_size, no eval transform "
+                              "crop/resize); pass --input-size H W")
+        out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])
+        torch.manual_seed(0)
+        example = torch.randn(max(args.batch_size, 2), 3, *size)
+        export_module(module, out, args.format, example)
+        check = torch.randn(example.shape[0] + 1, 3, *size)  # another batch size: the batch axis is dynamic
+        with torch.no_grad():
+            ref = module.eval_logits(check)
+        try:
+            diff = f"{(run_exported(out, args.format, check) - ref).abs().max().item():.3g}"
+        except ImportError:
+            diff = "not checked (onnxruntime is not installed: pip install 'domadapt[export]')"
+    except ExportError as e:
+        print(f"domadapt export: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({args.format}, {type(module).__name__} from {cfg_path}, input N x 3 x {size[0]} x {size[1]})")
+    print(f"max |exported - checkpoint| logits on a random batch of {check.shape[0]}: {diff}")
+    return 0
+
+
+__all__ = ["EvalLogits", "ExportError", "build_module", "export_module", "find_run_config", "input_size_of",
+           "main", "run_exported"]
