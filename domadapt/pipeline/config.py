@@ -6,6 +6,7 @@ A pipeline recipe is YAML::
     seed: 0                                       # --seed_everything of every Lightning stage
     overrides: [--trainer.max_steps=400]          # optional, before each stage's own overrides
     target_metric: test/target/miou               # optional, the summary column (default: auto)
+    table_metrics: [test/target/miou13]           # optional, more summary columns (e.g. mIoU13 / mIoU16)
     stages:
       - name: adapt
         type: fit                                 # fit | test | evaluate | pseudo_label | translate
@@ -109,6 +110,7 @@ class PipelineSpec:
     overrides: list[str] = field(default_factory=list)
     target_metric: str | None = None
     source: Path | None = None
+    table_metrics: list[str] = field(default_factory=list)
 
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)
@@ -247,10 +249,13 @@ def load_pipeline(source: str | Path | dict, run_dir: str | Path | None = None) 
             raise PipelineError(f"{source}: invalid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict) or "stages" not in raw:
         raise PipelineError(f"{source if path else 'pipeline'}: expected a mapping with run_dir, seed and stages")
-    unknown = sorted(set(raw) - {"run_dir", "seed", "stages", "overrides", "target_metric"})
+    unknown = sorted(set(raw) - {"run_dir", "seed", "stages", "overrides", "target_metric", "table_metrics"})
     if unknown:
         raise PipelineError(f"pipeline: unknown key {unknown[0]!r}; expected run_dir, seed, stages, overrides, "
-                            "target_metric")
+                            "target_metric, table_metrics")
+    table_metrics = raw.get("table_metrics") or []
+    if not isinstance(table_metrics, list) or not all(isinstance(m, str) for m in table_metrics):
+        raise PipelineError(f"pipeline.table_metrics: expected a list of metric names, got {table_metrics!r}")
     run_dir = run_dir if run_dir is not None else raw.get("run_dir")
     if not run_dir:
         raise PipelineError("pipeline.run_dir: required (or pass --run-dir)")
@@ -264,4 +269,5 @@ def load_pipeline(source: str | Path | dict, run_dir: str | Path | None = None) 
         raise PipelineError("pipeline.stages: expected a list of stages")
     base = path.parent.resolve() if path is not None else None
     stages = validate([parse_stage(r, i, base) for i, r in enumerate(expand(raw["stages"]))])
-    return PipelineSpec(Path(run_dir), seed, stages, list(overrides), raw.get("target_metric"), path)
+    return PipelineSpec(Path(run_dir), seed, stages, list(overrides), raw.get("target_metric"), path,
+                        list(table_metrics))

@@ -11,8 +11,9 @@ every stage it reads. So editing a recipe, or recomputing an input, reruns the s
 cleared first); nothing else is recomputed. A ``fit`` stage without ``DONE.json`` whose
 ``checkpoints/last.ckpt`` exists was interrupted and resumes from that checkpoint.
 
-At the end ``run_dir/summary.json`` lists every stage's metrics and a table of the target metric
-after each stage is printed (cf. BDL's ablation table, METHODS.md §1.6).
+At the end ``run_dir/summary.json`` lists every stage's metrics, and a table of the target metric
+(plus the recipe's ``table_metrics``) after each stage is printed and written to
+``run_dir/summary_table.txt`` (cf. BDL's ablation table, METHODS.md §1.6).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from domadapt.io import write_json
+from domadapt.io import atomic_path, write_json
 from domadapt.pipeline.config import PipelineError, PipelineSpec, StageSpec, load_pipeline
 from domadapt.pipeline.stages import STAGE_RUNNERS, RunContext, preflight
 
 DONE = "DONE.json"
 SUMMARY = "summary.json"
+TABLE = "summary_table.txt"
 METRIC_CANDIDATES = ("test/target/miou", "test/target/acc", "val/target/miou", "val/target/acc",
                      "fit/val/target/miou", "fit/val/target/acc")
 
@@ -122,7 +124,10 @@ def run_pipeline(recipe: str | Path | dict | PipelineSpec, run_dir: str | Path |
         ctx.done[stage.name] = done
     summary = _summary(spec, ctx, skipped)
     write_json(root / SUMMARY, summary)
-    print(summary_table(summary))
+    table = summary_table(summary)
+    with atomic_path(root / TABLE) as tmp:
+        Path(tmp).write_text(table + "\n")
+    print(table)
     print(f"summary: {root / SUMMARY}")
     return summary
 
@@ -133,19 +138,21 @@ def _summary(spec: PipelineSpec, ctx: RunContext, skipped: set[str]) -> dict[str
               for s in spec.stages]
     metric = spec.target_metric or next((m for m in METRIC_CANDIDATES
                                          if any(st["metrics"].get(m) is not None for st in stages)), None)
-    return {"run_dir": str(ctx.run_dir), "target_metric": metric, "stages": stages}
+    return {"run_dir": str(ctx.run_dir), "target_metric": metric, "table_metrics": list(spec.table_metrics),
+            "stages": stages}
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """Target metric after each stage, plus kept ratio / precision of pseudo-label stages."""
+    """Target metric (and ``table_metrics``) after each stage, plus kept ratio / precision of pseudo-label
+    stages: the per-round table of BDL's ablation (METHODS.md §1.6)."""
     from domadapt.evaluation.reports import format_table
 
-    metric = summary.get("target_metric") or "metric"
-    rows = [{"stage": st["name"], "type": st["type"], metric: st["metrics"].get(metric),
+    metrics = [summary.get("target_metric") or "metric", *summary.get("table_metrics", [])]
+    rows = [{"stage": st["name"], "type": st["type"], **{m: st["metrics"].get(m) for m in metrics},
              "pl_kept": st["metrics"].get("pseudo/kept_ratio"), "pl_precision": st["metrics"].get("pseudo/precision")}
             for st in summary["stages"]]
-    return format_table(rows, ["stage", "type", metric, "pl_kept", "pl_precision"],
-                        percent={metric, "pl_kept", "pl_precision"})
+    return format_table(rows, ["stage", "type", *metrics, "pl_kept", "pl_precision"],
+                        percent={*metrics, "pl_kept", "pl_precision"})
 
 
 def check(recipe: str | Path, run_dir: str | Path | None = None) -> PipelineSpec:

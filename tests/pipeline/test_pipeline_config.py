@@ -12,7 +12,8 @@ from domadapt.pipeline.config import STAGE_TYPES, PipelineError, expand, load_pi
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes/toycity/output_adversarial.yaml")
-PIPELINES = sorted((ROOT / "recipes/pipeline").glob("*.yaml"))
+# every shipped pipeline recipe (a YAML with `stages`), wherever it lives under recipes/
+PIPELINES = sorted(p for p in (ROOT / "recipes").rglob("*.yaml") if "stages" in (yaml.safe_load(p.read_text()) or {}))
 
 
 def pipeline(*stages, **top) -> dict:
@@ -81,7 +82,12 @@ def test_config_is_found_relative_to_the_pipeline_file(tmp_path, monkeypatch):
     assert load_pipeline(path).stages[0].config == (tmp_path / "sub" / "r.yaml").resolve()
 
 
-@pytest.mark.parametrize("path", PIPELINES, ids=[p.name for p in PIPELINES])
+def test_bdl_pipelines_are_shipped():
+    names = {p.relative_to(ROOT / "recipes").as_posix() for p in PIPELINES}
+    assert {"bdl/toycity.yaml", "bdl/gta5_to_cityscapes.yaml", "bdl/synthia_to_cityscapes.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=[p.relative_to(ROOT / "recipes").as_posix() for p in PIPELINES])
 def test_shipped_pipelines_validate_and_have_headers(path, capsys):
     assert main(["pipeline", "check", str(path)]) == 0
     out = capsys.readouterr().out

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from domadapt.pipeline.config import PipelineError
 from domadapt.pipeline.runner import run_pipeline
 from domadapt.pseudo.writer import read_manifest, sha256_file
 from tests.pipeline.pipeline_toys import tiny_recipe
@@ -111,3 +112,20 @@ def test_a_stage_whose_arguments_do_not_parse_stops_the_run_before_any_training(
     with pytest.raises(PipelineError, match="stage 'st' \\(fit\\): its recipe arguments do not parse: .*learning_rate"):
         run_pipeline(spec)
     assert not (run_dir / "adapt" / "DONE.json").exists() and not (run_dir / "adapt" / "logs").exists()
+
+
+def test_table_metrics_add_columns_to_the_written_table(tmp_path):
+    spec = two_stage(tmp_path / "run")
+    spec["table_metrics"] = ["test/target/pixel_acc"]
+    summary = run_pipeline(spec)
+    header, _, row = (tmp_path / "run" / "summary_table.txt").read_text().splitlines()[:3]
+    assert header.split()[:4] == ["stage", "type", "test/target/miou", "test/target/pixel_acc"]
+    acc = done(tmp_path / "run", "adapt")["metrics"]["test/target/pixel_acc"]
+    assert row.split()[3] == f"{100 * acc:.1f}" and summary["table_metrics"] == ["test/target/pixel_acc"]
+
+
+def test_table_metrics_must_be_a_list_of_names(tmp_path):
+    spec = two_stage(tmp_path / "run")
+    spec["table_metrics"] = "test/target/pixel_acc"
+    with pytest.raises(PipelineError, match="table_metrics: expected a list"):
+        run_pipeline(spec)
