@@ -11,7 +11,7 @@ _NAMES = {
     "Cityscapes": "cityscapes", "GTA5": "gta5", "Synthia": "synthia",
     "DomainNet": "domainnet", "domainnet_leave_one_out": "domainnet",
     "EmbeddedDigits": "embedded", "ToyCity": "embedded",
-    "DomainAdaptationDataModule": "datamodule", "Augment": "transforms",
+    "DomainAdaptationDataModule": "datamodule", "Augment": "transforms", "TranslatedDataset": "translated",
 }
 __all__ = sorted(_NAMES)
 

@@ -56,6 +56,9 @@ class SmpSegmenter(nn.Module):
             ``None``.
         weights: ``None``; a local file holding this whole network (smp key names) or only
             its encoder; or ``"imagenet"``, shorthand for ``encoder_weights="imagenet"``.
+        decoder_channels: widths of the decoder stages (Unet-style architectures; one per encoder stage,
+            e.g. ``(64, 32, 16, 16, 16)`` for a light CPU model); ``None`` = smp's default. Named here so
+            YAML recipes can set it (LightningCLI does not parse ``**kwargs``).
         **smp_kwargs: passed to the smp architecture (``decoder_channels``, ``encoder_depth``,
             ``in_channels``, ...). ``classes``, ``activation`` and ``aux_params`` are refused:
             the class count is ``num_classes``, logits stay raw and the output is one map.
@@ -78,9 +81,12 @@ class SmpSegmenter(nn.Module):
         num_classes: int = 19,
         encoder_weights: str | None = None,
         weights: str | None = None,
+        decoder_channels: tuple[int, ...] | None = None,
         **smp_kwargs: Any,
     ) -> None:
         super().__init__()
+        if decoder_channels is not None:
+            smp_kwargs["decoder_channels"] = tuple(int(c) for c in decoder_channels)
         for key in ("classes", "activation", "aux_params"):
             if smp_kwargs.get(key) is not None:
                 raise ValueError(f"SmpSegmenter: {key}= is not supported (use num_classes; logits stay raw)")

@@ -16,6 +16,7 @@ All convolution weights are initialised ``N(0, 0.02)`` and biases 0 (:func:`init
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -314,10 +315,10 @@ def load_network_checkpoint(net: nn.Module, path: str) -> nn.Module:
         FileNotFoundError: no such file.
         ValueError: the keys or shapes do not match ``net`` (one line, first offending keys named).
     """
-    state = _read_checkpoint_state(path)
-    if any(k.startswith("net.") for k in state):
-        state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
-    else:
+    from domadapt.models.weights import read_state_dict
+
+    state = read_state_dict(path)  # a .ckpt gives its `net.` keys, prefix removed
+    if Path(path).suffix != ".ckpt":
         for prefix in ("module.", "model."):
             if all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in net.state_dict()):
                 state = {k[len(prefix):]: v for k, v in state.items()}
@@ -333,23 +334,3 @@ def load_network_checkpoint(net: nn.Module, path: str) -> nn.Module:
     net.load_state_dict(state)
     return net
 
-
-def _read_checkpoint_state(path: str) -> dict[str, torch.Tensor]:
-    """Tensors of a state dict file, or of the ``state_dict`` of a Lightning ``.ckpt`` (read with ``weights_only``)."""
-    from pathlib import Path
-
-    from domadapt.models.weights import read_state_dict
-
-    if Path(path).suffix != ".ckpt":
-        return read_state_dict(path)
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors, truncated files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: could not read the checkpoint ({first})") from None
-    state = obj.get("state_dict") if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a Lightning checkpoint with a 'state_dict' entry")
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

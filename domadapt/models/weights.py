@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-SUFFIXES = (".pth", ".pt", ".safetensors")
+SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 """File suffixes :func:`load_weights` reads."""
 
 WRAPPER_PREFIXES = ("module.", "model.")
@@ -77,10 +77,12 @@ def fetch_imagenet_state_dict(kind: str) -> dict[str, torch.Tensor]:
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from a local ``.pth`` / ``.pt`` / ``.safetensors`` file.
+    """Read a state dict from a local ``.pth`` / ``.pt`` / ``.safetensors`` / ``.ckpt`` file.
 
-    A checkpoint dict with a ``state_dict`` or ``model`` entry is unwrapped. Pickled files are
-    read with ``torch.load(weights_only=True)``: no code from the file is executed.
+    A checkpoint dict with a ``state_dict`` or ``model`` entry is unwrapped. A Lightning checkpoint
+    (``.ckpt``) of a domadapt method yields its *network*: the keys under ``net.``, prefix removed
+    (a discriminator's ``loss.`` keys and the like are dropped). Pickled files are read with
+    ``torch.load(weights_only=True)``: no code from the file is executed.
 
     Raises:
         FileNotFoundError: no such file.
@@ -110,6 +112,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a state dict or a checkpoint with one, got {type(obj).__name__}")
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if path.suffix == ".ckpt" and any(k.startswith("net.") for k in state):
+        state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
     if not state:
         raise ValueError(f"{path}: no tensors found; expected a state dict")
     return state

@@ -58,3 +58,12 @@ def test_input_not_divisible_by_the_stride_says_how_to_pad():
 def test_arguments_that_would_break_the_contract_are_refused(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SmpSegmenter("Unet", "resnet18", **bad)
+
+
+def test_decoder_channels_set_the_decoder_widths_and_feature_width():
+    model = SmpSegmenter("Unet", "resnet18", num_classes=3, decoder_channels=[64, 32, 16, 16, 8]).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 96))
+    assert model.num_features == 8 and out.features.shape == (1, 8, 64, 96)
+    widths = {m.out_channels for n, m in model.named_modules() if "decoder" in n and isinstance(m, torch.nn.Conv2d)}
+    assert widths == {64, 32, 16, 8}  # smp's default decoder is (256, 128, 64, 32, 16)

@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 from domadapt.models import DigitsNet, ResNetClassifier, SmpSegmenter, load_weights
+from domadapt.models.weights import read_state_dict
 
 
 def _classifier(seed: int = 0, **kw) -> ResNetClassifier:
@@ -187,3 +188,14 @@ def test_smp_encoder_download_failure_is_one_line(monkeypatch):
         with pytest.raises(RuntimeError, match="could not download imagenet weights for smp encoder") as err:
             SmpSegmenter("Unet", "resnet18", num_classes=3, **kwargs)
         assert "\n" not in str(err.value)
+
+
+def test_a_lightning_checkpoint_of_a_method_gives_its_network(tmp_path):
+    # a domadapt method's .ckpt: the network under `net.`, other modules (a discriminator) beside it
+    source = _classifier()
+    state = {f"net.{k}": v for k, v in source.state_dict().items()}
+    state["loss.discriminator.0.weight"] = torch.zeros(4, 4)
+    torch.save({"state_dict": state, "global_step": 7}, tmp_path / "last.ckpt")
+    assert set(read_state_dict(tmp_path / "last.ckpt")) == set(source.state_dict())
+    loaded = _classifier(weights=str(tmp_path / "last.ckpt"))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), source.state_dict().values()))
