@@ -82,7 +82,10 @@ def _collate(items: list[dict]) -> dict:
 
 
 def _logits(model: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """Evaluation logits ``(B, K[, H, W])``, segmentation logits resized (bilinear) to ``size``."""
+    """Evaluation logits ``(B, K[, H, W])``, segmentation logits resized (bilinear) to ``size``; a model
+    with a separate labeller (``pseudo_label_logits``, e.g. CDSSL's EMA teacher) labels with it."""
+    if hasattr(model, "pseudo_label_logits"):
+        return model.pseudo_label_logits(x, size)
     if hasattr(model, "predict_logits"):
         return model.predict_logits(x, size)
     out = model(x)

@@ -1,0 +1,99 @@
+"""`EMATeacher`: an exponential-moving-average copy of a network, used as the pseudo labeller.
+
+Mean-teacher style self-training (Tarvainen & Valpola 2017; DAFormer's teacher) keeps a frozen copy
+``θ_t`` of the student ``θ_s`` and after every optimiser step sets::
+
+    θ_t ← d · θ_t + (1 − d) · θ_s          (d = decay, e.g. 0.999)
+
+optionally with the mean-teacher warm-up ``d_n = min(d, (1 + n) / (10 + n))`` after ``n`` updates, so
+the teacher follows the student quickly at first. The teacher averages out the noise of single steps,
+which is what pseudo labels need (METHODS.md §4.3 (2): "the current model (or an EMA teacher)").
+
+Non-float buffers (BatchNorm's ``num_batches_tracked``) are always copied; float buffers (running
+statistics) are copied (default) or averaged like parameters. The teacher is a submodule, so its
+weights and its update counter are part of the owner's ``state_dict`` and of Lightning checkpoints:
+a resumed run continues the same average.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+class EMATeacher(nn.Module):
+    """A frozen copy of ``model`` updated by exponential moving average; it predicts in eval mode.
+
+    Args:
+        model: the student network to copy (its current weights are the teacher's start).
+        decay: ``d`` in ``[0, 1]`` (0 = copy the student, 1 = never move).
+        buffers: ``"copy"`` float buffers from the student, or ``"ema"`` them like parameters.
+        warmup: use ``min(d, (1 + n) / (10 + n))`` after ``n`` updates (mean-teacher ramp).
+
+    Attributes:
+        module: the teacher network (``requires_grad=False``).
+        num_updates: ``()`` int64 buffer, updates done (saved in checkpoints).
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999, buffers: Literal["copy", "ema"] = "copy",
+                 warmup: bool = False) -> None:
+        super().__init__()
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"EMATeacher.decay: expected a value in [0, 1], got {decay}")
+        if buffers not in ("copy", "ema"):
+            raise ValueError(f"EMATeacher.buffers: expected 'copy' or 'ema', got {buffers!r}")
+        self.decay, self.buffers, self.warmup = float(decay), buffers, bool(warmup)
+        self.module = copy.deepcopy(model)
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def current_decay(self) -> float:
+        """The decay the next :meth:`update` uses."""
+        if not self.warmup:
+            return self.decay
+        n = int(self.num_updates)
+        return min(self.decay, (1.0 + n) / (10.0 + n))
+
+    @torch.no_grad()
+    def update(self, student: nn.Module) -> None:
+        """One step ``θ_t ← d · θ_t + (1 − d) · θ_s`` (parameters, and buffers as configured).
+
+        Raises:
+            ValueError: ``student`` does not have the teacher's parameter/buffer names.
+        """
+        d = self.current_decay()
+        mine, theirs = dict(self.module.named_parameters()), dict(student.named_parameters())
+        mine_b, theirs_b = dict(self.module.named_buffers()), dict(student.named_buffers())
+        if mine.keys() != theirs.keys() or mine_b.keys() != theirs_b.keys():
+            diff = sorted((mine.keys() ^ theirs.keys()) | (mine_b.keys() ^ theirs_b.keys()))
+            raise ValueError(f"EMATeacher.update: student and teacher differ in tensors {diff[:3]}; expected the "
+                             "network the teacher was copied from")
+        for name, t in mine.items():
+            t.lerp_(theirs[name].detach().to(t.dtype), 1.0 - d)  # t + (1 − d)(s − t) = d·t + (1 − d)·s
+        for name, t in mine_b.items():
+            s = theirs_b[name].detach()
+            if self.buffers == "ema" and t.is_floating_point():
+                t.lerp_(s.to(t.dtype), 1.0 - d)
+            else:
+                t.copy_(s)
+        self.num_updates += 1
+
+    def forward(self, *args, **kwargs):
+        """The teacher network's output, always computed in eval mode (BatchNorm running statistics, no
+        dropout) and without gradient. The module's ``training`` flag follows its owner's otherwise, so
+        Lightning sees no module left in eval mode at the start of training."""
+        with torch.no_grad():
+            if not self.module.training:
+                return self.module(*args, **kwargs)
+            self.module.eval()
+            try:
+                return self.module(*args, **kwargs)
+            finally:
+                self.module.train()
+
+    def extra_repr(self) -> str:
+        return f"decay={self.decay}, buffers={self.buffers!r}, warmup={self.warmup}"
