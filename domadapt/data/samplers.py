@@ -48,7 +48,8 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     if rank is None:
         rank = torch.distributed.get_rank() if dist else 0
     if num_replicas < 1 or not 0 <= rank < num_replicas:
-        raise ValueError(f"sampler: expected num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, {rank}")
+        raise ValueError(f"sampler: expected num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, "
+                         f"{rank}")
     return int(num_replicas), int(rank)
 
 

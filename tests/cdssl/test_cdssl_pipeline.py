@@ -65,7 +65,8 @@ def test_tiny_cdssl_rounds_through_the_command(tmp_path, capsys):
     assert applied == pytest.approx([0.9, 0.0])  # strict first (an untrained net keeps nothing), all kept at last
     for i in (1, 2):
         done = json.loads((run / f"m{i}/DONE.json").read_text())
-        assert done["pseudo_labels"].endswith(f"pl{i}/pseudo_labels") and done["init_from"].endswith(f"m{i - 1}/final.ckpt")
+        assert done["pseudo_labels"].endswith(f"pl{i}/pseudo_labels")
+        assert done["init_from"].endswith(f"m{i - 1}/final.ckpt")
         assert done["metrics"].get("test/target/acc") is not None
         state = torch.load(run / f"m{i}/final.ckpt", weights_only=False)["state_dict"]
         assert int(state["teacher.num_updates"]) == 3 * (i + 1)  # the teacher carried over across rounds

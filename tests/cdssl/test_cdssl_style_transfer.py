@@ -170,8 +170,8 @@ def test_probability_and_include_original():
     assert len(both) == 2 * len(src)
     for i in range(len(src)):
         assert np.array_equal(both.load_raw(i)[0], src.images[i])  # the originals first
-        assert np.array_equal(both.load_raw(len(src) + i)[0], half.method(image=src.images[i],
-                                                                          reference=ref.images[both.pairing(len(src) + i)]))
+        paired = ref.images[both.pairing(len(src) + i)]
+        assert np.array_equal(both.load_raw(len(src) + i)[0], half.method(image=src.images[i], reference=paired))
         assert both.load_raw(len(src) + i)[1] == src.targets[i]
     with pytest.raises(ValueError, match=r"StyleTransferred.p: expected a probability in \[0, 1\], got 1.5"):
         StyleTransferred(src, ref, FourierTransfer(0.2), p=1.5)
