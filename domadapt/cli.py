@@ -23,6 +23,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from domadapt import __version__
+from domadapt.checkpointing import AtomicCheckpointIO, LastCheckpoint, RandomState, check_checkpoint, resume_checkpoint
 from domadapt.quiet import quiet_third_party
 
 EXTRA_COMMANDS = {
@@ -36,11 +37,16 @@ EXTRA_COMMANDS = {
 
 class DomadaptCLI(LightningCLI):
     """LightningCLI with domadapt defaults: CSV + TensorBoard loggers under ``default_root_dir``,
-    ``last.ckpt`` saved for resuming (``--ckpt_path last``), learning-rate logging."""
+    ``last.ckpt`` saved every ``--checkpoint_every_n_steps`` and at the end (atomically, the previous
+    one kept), the random state in every checkpoint, ``--ckpt_path last`` falling back to the previous
+    checkpoint when the last one is damaged, learning-rate logging."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_name", type=str | None, default=None,
                             help="sub-directory of trainer.default_root_dir for this run's logs (default: version_N)")
+        parser.add_argument("--checkpoint_every_n_steps", type=int, default=500,
+                            help="write <default_root_dir>/checkpoints/last.ckpt every N optimiser steps (and at "
+                                 "the end of training); a killed run resumed with --ckpt_path last loses at most N")
 
     def instantiate_trainer(self, **kwargs) -> pl.Trainer:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -54,11 +60,29 @@ class DomadaptCLI(LightningCLI):
         configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
         callbacks = [*(configured if isinstance(configured, list) else [configured]), *(kwargs.get("callbacks") or [])]
         if not any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks):
-            callbacks.append(ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, save_top_k=0))
-        if kwargs.get("logger") is not False and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
+            every = cfg.get("checkpoint_every_n_steps")
+            callbacks.append(LastCheckpoint(dirpath=root / "checkpoints", every_n_train_steps=every or None))
+        if not any(isinstance(c, RandomState) for c in callbacks):
+            callbacks.append(RandomState())
+        if not kwargs.get("plugins") and not cfg["trainer"].get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        logging = kwargs.get("logger") is not False and cfg["trainer"].get("logger") is not False
+        if logging and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last``: the intact last checkpoint of this run, else the previous one."""
+        cfg = self.config_init[self.subcommand]
+        if cfg.get("ckpt_path") == "last":
+            root = Path(self.trainer.default_root_dir)
+            found = resume_checkpoint(root / "checkpoints")
+            cfg["ckpt_path"] = str(found) if found else None
+            if found is None:
+                print(f"domadapt: no checkpoint in {root / 'checkpoints'} yet; training from the start", file=sys.stderr)
+        elif cfg.get("ckpt_path"):
+            check_checkpoint(cfg["ckpt_path"])
 
 
 def _next_version(path: Path) -> str:
@@ -77,6 +101,7 @@ def run_lightning(args: list[str] | None = None, run: bool = True) -> DomadaptCL
         subclass_mode_data=True,
         trainer_defaults={"default_root_dir": "runs"},
         seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},  # rerunning the same command (resume) rewrites the same config.yaml
         parser_kwargs={"prog": "domadapt", "description": _description(), "version": __version__},
         args=args,
         run=run,

@@ -9,6 +9,7 @@ test metric per seed with its mean and (sample) standard deviation. Finished see
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -49,8 +50,13 @@ def root_dir(argv: list[str]) -> Path:
     return Path(root)
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def mean_std(values: list[float | None]) -> tuple[float, float]:
+    """Mean and sample standard deviation over the defined values (``None`` / NaN, e.g. the IoU of a class
+    absent from the test set, are left out); NaN when no value is defined."""
+    defined = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not defined:
+        return math.nan, math.nan
+    return statistics.fmean(defined), (statistics.stdev(defined) if len(defined) > 1 else 0.0)
 
 
 def run_seeds(argv: list[str], seeds: list[int]) -> dict:
@@ -66,7 +72,9 @@ def run_seeds(argv: list[str], seeds: list[int]) -> dict:
             per_seed[s] = json.loads(done.read_text())
             print(f"seed {s}: already finished, reusing {done}")
             continue
-        cli = run_lightning([*argv, f"--seed_everything={s}", f"--trainer.default_root_dir={out}", "--run_name=run"])
+        resume = [] if any(a.startswith("--ckpt_path") for a in argv) else ["--ckpt_path=last"]  # a killed seed resumes
+        cli = run_lightning([*argv, f"--seed_everything={s}", f"--trainer.default_root_dir={out}", "--run_name=run",
+                             *resume])
         results = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)
         per_seed[s] = {k: float(v) for r in results for k, v in r.items()}
         write_json(done, per_seed[s])

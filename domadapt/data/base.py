@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from domadapt.data.resumable import seed_of
 from domadapt.io import CorruptSampleError, DataError
 from domadapt.structures import Task
 
@@ -124,6 +125,9 @@ class DomainDataset(Dataset):
 
     def _to_sample(self, image: np.ndarray, target: Any, index: int) -> dict:
         transform = self.transform or to_tensor_sample
+        seed = seed_of(index)  # a training draw carries the seed of its augmentation
+        if seed is not None and callable(getattr(transform, "reseed", None)):
+            transform.reseed(seed)
         if self.task == "segmentation":
             out = transform(image=image, mask=target)
             if not self.with_labels:
@@ -136,7 +140,7 @@ class DomainDataset(Dataset):
             if self.with_labels:
                 out["label"] = torch.tensor(int(target), dtype=torch.long)
         out["domain"] = torch.tensor(self.domain, dtype=torch.long)
-        out["index"] = torch.tensor(index, dtype=torch.long)
+        out["index"] = torch.tensor(int(index), dtype=torch.long)
         return out
 
 

@@ -8,12 +8,17 @@ with Lightning's ``CombinedLoader`` in ``max_size_cycle`` mode, so an epoch is o
 larger of the two and the smaller one restarts. Training loaders use ``drop_last=True`` so every
 batch has the configured size (adversarial losses assume equal-sized domains).
 
+Training order and augmentation are seeded and resumable (:mod:`domadapt.data.resumable`): the same
+seed gives the same batches, and a run resumed from a mid-epoch checkpoint continues with the batch
+after the last one it trained on, so it ends with the weights of an uninterrupted run.
+
 Datasets are only *indexed* in :meth:`setup`, so ``--print_config`` and recipe checks need no data.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -22,6 +27,7 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader
 
 from domadapt.data.base import DomainDataset
+from domadapt.data.resumable import ResumableLoader, ResumableRandomSampler, SeededConcatDataset, resume_loader
 from domadapt.data.transforms import Augment
 from domadapt.io import DataError
 
@@ -44,6 +50,8 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         eval_batch_size: evaluation batch size (defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory (useful on GPU machines).
+        seed: seed of the training order and augmentations (source ``seed``, target ``seed + 7919``);
+            ``None`` = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), else 0.
     """
 
     def __init__(
@@ -61,6 +69,7 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.sources = list(sources) if isinstance(sources, Sequence) else [sources]
@@ -76,6 +85,7 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         self.target_batch_size = target_batch_size or batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.seed = seed
         self._ready = False
 
     # --- metadata available before setup -------------------------------------------------------
@@ -131,21 +141,33 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
                     f"{ref.describe()} ({len(ref.classes)} classes); source and target must share one label space"
                 )
 
-    def _loader(self, ds, batch_size: int, train: bool) -> DataLoader:
-        if train and len(ds) < batch_size:
+    def _loader(self, ds, batch_size: int, train: bool, seed: int = 0) -> DataLoader:
+        if not train:
+            return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=self.num_workers,
+                              pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+        if len(ds) < batch_size:
             raise DataError(f"{_describe(ds)}: {len(ds)} samples is fewer than one batch of {batch_size} (drop_last)")
-        return DataLoader(
-            ds, batch_size=batch_size, shuffle=train, drop_last=train, num_workers=self.num_workers,
-            pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+        return ResumableLoader(
+            ds, batch_size=batch_size, sampler=ResumableRandomSampler(len(ds), seed=seed), drop_last=True,
+            generator=torch.Generator().manual_seed(seed),  # worker seeds; the global RNG is the model's alone
+            num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
         )
+
+    def data_seed(self) -> int:
+        """Base seed of the training order: ``seed``, else the run's ``seed_everything`` seed, else 0."""
+        if self.seed is not None:
+            return int(self.seed)
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def train_dataloader(self) -> CombinedLoader:
         self.setup()
-        source = self.sources[0] if self.num_sources == 1 else ConcatDataset(self.sources)
+        source = self.sources[0] if self.num_sources == 1 else SeededConcatDataset(self.sources)
+        seed = self.data_seed()
         loaders = {
-            "source": self._loader(source, self.batch_size, train=True),
-            "target": self._loader(self.target, self.target_batch_size, train=True),
+            "source": self._loader(source, self.batch_size, train=True, seed=seed),
+            "target": self._loader(self.target, self.target_batch_size, train=True, seed=seed + 7919),
         }
+        resume_loaders(self, list(loaders.values()))
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -166,6 +188,35 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.target.classes)
+
+
+def resume_position(datamodule: pl.LightningDataModule) -> tuple[int, int]:
+    """``(epoch, batches)`` of training already done in the current epoch by the attached trainer.
+
+    Read when the training loader is built, after Lightning has restored a checkpoint's loop progress
+    (0, 0 for a fresh run or without a trainer). ``batches`` counts the batches whose optimisation step
+    finished (a checkpoint saved at the end of a batch includes that batch).
+    """
+    trainer = getattr(datamodule, "trainer", None)
+    if trainer is None:
+        return 0, 0
+    loop = trainer.fit_loop
+    return int(loop.epoch_progress.current.processed), int(loop.epoch_loop.batch_progress.current.processed)
+
+
+def resume_loaders(datamodule: pl.LightningDataModule, loaders: list[DataLoader]) -> None:
+    """Position the resumable training loaders of an epoch-cycled set at the trainer's progress.
+
+    The epoch is one pass over the longest loader (``max_size_cycle``); when the restored progress
+    is at the end of an epoch the loaders start the next one.
+    """
+    epoch, done = resume_position(datamodule)
+    if not loaders:
+        return
+    if done >= max(len(dl) for dl in loaders):
+        epoch, done = epoch + 1, 0
+    for dl in loaders:
+        resume_loader(dl, epoch, done)
 
 
 def _describe(ds) -> str:

@@ -87,6 +87,14 @@ class Augment:
         ops.append(ToTensorV2())
         return ops
 
+    def reseed(self, seed: int) -> None:
+        """Seed the random choices of the next call (a training draw's seed, :mod:`domadapt.data.resumable`).
+
+        Without it albumentations seeds itself from the operating system, so runs with the same seed
+        would still augment differently.
+        """
+        self.pipeline.set_random_seed(int(seed))
+
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
         if mask is None:
             return self.pipeline(image=image)

@@ -33,6 +33,7 @@ import torch
 import yaml
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
+from domadapt.checkpointing import resume_checkpoint
 from domadapt.io import atomic_path
 from domadapt.pipeline.config import PLACEHOLDER, PipelineError, PipelineSpec, StageSpec
 from domadapt.pseudo import writer
@@ -177,9 +178,8 @@ def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     args = lightning_args(stage, ctx)
     cli = build_cli(args, d)
     model, dm, trainer = cli.model, cli.datamodule, cli.trainer
-    last = d / "checkpoints" / "last.ckpt"
-    resume = last if last.is_file() else None
-    record: dict[str, Any] = {"args": args, "resumed_from": str(last.relative_to(d)) if resume else None}
+    resume = resume_checkpoint(d / "checkpoints")  # last.ckpt, or previous.ckpt when last is damaged
+    record: dict[str, Any] = {"args": args, "resumed_from": str(resume.relative_to(d)) if resume else None}
     if stage.inputs.get("pseudo_labels"):
         from domadapt.pseudo.dataset import PseudoLabelled
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from domadapt.cli import main
-from domadapt.multiseed import root_dir, split_seeds
+from domadapt.multiseed import mean_std, root_dir, split_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,3 +49,10 @@ def test_two_seeds_give_summary_and_resume(tmp_path, capsys):
 
 def test_seeds_only_with_fit(capsys):
     assert main(["test", "--seeds", "0"]) == 2
+
+
+def test_mean_std_leaves_out_undefined_values():
+    # the IoU of a class absent from one seed's test set is NaN (in process) or null (from JSON)
+    mean, std = mean_std([0.25, float("nan"), 0.75, None])
+    assert mean == pytest.approx(0.5) and std == pytest.approx(statistics.stdev([0.25, 0.75]))
+    assert all(v != v for v in mean_std([float("nan"), None]))  # nothing defined: NaN, not a crash
