@@ -79,6 +79,8 @@ class DomadaptCLI(LightningCLI):
             root = Path(self.trainer.default_root_dir)
             found = resume_checkpoint(root / "checkpoints")
             cfg["ckpt_path"] = str(found) if found else None
+            if found is not None and "weights_only" in cfg and cfg["weights_only"] is None:
+                cfg["weights_only"] = True  # domadapt's checkpoints hold tensors and plain types only
             if found is None:
                 print(f"domadapt: no checkpoint in {root / 'checkpoints'} yet; training from the start", file=sys.stderr)
         elif cfg.get("ckpt_path"):

@@ -28,6 +28,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from domadapt.data.base import DomainDataset
 from domadapt.data.resumable import ResumableLoader, ResumableRandomSampler, SeededConcatDataset, resume_loader
+from domadapt.data.sharding import ShardSampler
 from domadapt.data.transforms import Augment
 from domadapt.io import DataError
 
@@ -142,8 +143,10 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
                 )
 
     def _loader(self, ds, batch_size: int, train: bool, seed: int = 0) -> DataLoader:
-        if not train:
-            return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=self.num_workers,
+        if not train:  # under DDP each rank evaluates a disjoint shard: no sample counted twice
+            sampler = ShardSampler(len(ds)) if torch.distributed.is_available() and \
+                torch.distributed.is_initialized() else None
+            return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                               pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
         if len(ds) < batch_size:
             raise DataError(f"{_describe(ds)}: {len(ds)} samples is fewer than one batch of {batch_size} (drop_last)")

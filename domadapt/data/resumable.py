@@ -28,9 +28,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
 SEED_SPACE = 2**31 - 1
+
+
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(num_replicas, rank)``, defaults from ``torch.distributed`` when it is initialised, else ``(1, 0)``."""
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if num_replicas is None:
+        num_replicas = torch.distributed.get_world_size() if dist else 1
+    if rank is None:
+        rank = torch.distributed.get_rank() if dist else 0
+    if num_replicas < 1 or not 0 <= rank < num_replicas:
+        raise ValueError(f"sampler: expected num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, "
+                         f"{rank}")
+    return int(num_replicas), int(rank)
 
 
 class SeededIndex(int):
@@ -86,8 +100,6 @@ class ResumableRandomSampler(DistributedSampler):
     """
 
     def __init__(self, size: int, seed: int = 0, num_replicas: int | None = None, rank: int | None = None) -> None:
-        from domadapt.data.samplers import _world
-
         if size < 0:
             raise ValueError(f"ResumableRandomSampler.size: expected >= 0, got {size}")
         self.size, self.seed, self.epoch = int(size), int(seed), 0

@@ -20,37 +20,24 @@ target samples among source samples grows over the self-training rounds.
   ``ConcatDataset([source, target])``; ``ρ`` moves linearly from ``ratio`` to ``ratio_end`` over
   ``rounds`` rounds (round ``r``: ``ρ_r = ratio + (ratio_end − ratio) · min(r / (rounds − 1), 1)``).
 
-Distributed: every rank builds the same global list from ``(seed, epoch)`` and keeps positions
+Distributed: every rank builds the same global list from ``(seed, epoch, pass)`` and keeps positions
 ``rank, rank + R, …`` — disjoint shares of one draw, so ``R`` processes see exactly what one process
-would, together. Both samplers are :class:`~torch.utils.data.DistributedSampler` subclasses so that
-Lightning uses them as they are instead of wrapping them in another distributed sampler, and calls
-:meth:`set_epoch` every epoch.
+would, together. Both samplers are :class:`~domadapt.data.resumable.ResumableRandomSampler` (hence
+:class:`~torch.utils.data.DistributedSampler`) subclasses: Lightning uses them as they are instead of
+wrapping them in another distributed sampler and calls :meth:`set_epoch` every epoch, every index
+carries its augmentation seed, and a resumed run continues the draw where it stopped.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import DistributedSampler
 
+from domadapt.data.resumable import ResumableRandomSampler
 from domadapt.structures import IGNORE_INDEX
-
-
-def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
-    """``(num_replicas, rank)``, defaults from ``torch.distributed`` when it is initialised, else ``(1, 0)``."""
-    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if num_replicas is None:
-        num_replicas = torch.distributed.get_world_size() if dist else 1
-    if rank is None:
-        rank = torch.distributed.get_rank() if dist else 0
-    if num_replicas < 1 or not 0 <= rank < num_replicas:
-        raise ValueError(f"sampler: expected num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, "
-                         f"{rank}")
-    return int(num_replicas), int(rank)
 
 
 def rarest_class(class_pixels: np.ndarray, min_pixels: int = 1) -> np.ndarray:
@@ -80,7 +67,7 @@ def ratio_at(ratio: float, ratio_end: float | None, rounds: int, round: int) -> 
     return float(ratio + (ratio_end - ratio) * t)
 
 
-class PseudoLabelSampler(DistributedSampler):
+class PseudoLabelSampler(ResumableRandomSampler):
     """Class-balanced draws (with as few repeats as possible) of pseudo-labelled target samples.
 
     Args:
@@ -117,31 +104,20 @@ class PseudoLabelSampler(DistributedSampler):
         self.class_probs = weights / weights.sum() if weights.sum() > 0 else weights
         self.missing_classes = [c for c in range(k) if counts[c] == 0]
         self.num_drawable = int(valid.sum())
-        self.seed, self.epoch = int(seed), 0
-        self.num_replicas, self.rank = _world(num_replicas, rank)
-        self.dataset, self.shuffle, self.drop_last = None, True, False  # DistributedSampler's attributes
+        super().__init__(0, seed, num_replicas, rank)
         self._set_size(self.num_drawable if num_samples is None else int(num_samples))
 
     # ------------------------------------------------------------------ sizes / epochs
     def _set_size(self, total: int) -> None:
         if total < 0:
             raise ValueError(f"sampler: expected num_samples >= 0, got {total}")
+        self.size = int(total)
         self.num_samples = math.ceil(total / self.num_replicas)  # per rank (DistributedSampler's name)
         self.total_size = self.num_samples * self.num_replicas  # drawn globally, so no padding by repeats
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the draw of ``epoch`` (Lightning calls this at the start of every epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def _rng(self) -> np.random.Generator:
-        return np.random.default_rng((self.seed, self.epoch))
-
-    def __iter__(self) -> Iterator[int]:
-        order = self.draw(self.total_size, self._rng())
-        return iter(order[self.rank::self.num_replicas].tolist())
+    def order(self, rng: np.random.Generator) -> np.ndarray:
+        """The global draw of one pass: :meth:`draw` of ``total_size`` indices."""
+        return self.draw(self.total_size, rng)
 
     # ------------------------------------------------------------------ drawing
     def class_quotas(self, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -25,10 +25,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import ConcatDataset, DataLoader, default_collate
+import torch
+from torch.utils.data import default_collate
 
 from domadapt.data.base import DomainDataset
-from domadapt.data.datamodule import DomainAdaptationDataModule
+from domadapt.data.datamodule import DomainAdaptationDataModule, resume_loaders
+from domadapt.data.resumable import ResumableLoader, SeededConcatDataset
 from domadapt.data.samplers import MixedDomainSampler, rarest_class
 from domadapt.data.style_transfer import StyleTransfer, StyleTransferred
 from domadapt.data.transforms import Augment
@@ -166,7 +168,7 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
         self.setup()
         if not self.mixed:
             return super().train_dataloader()
-        source: Sequence = ConcatDataset(self.sources)
+        source: Sequence = SeededConcatDataset(self.sources)
         pseudo = bool(getattr(self.target, "pseudo_labelled", False))
         if pseudo:
             labels = sampling_labels(self.target, len(self.classes), self.min_pixels)
@@ -187,6 +189,10 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
                     "no pseudo labels yet: source only")
             print(f"self-training sampler: round {self.round}, ρ = {self.sampler.ratio_now:.2f}, {what}"
                   + (f"; never predicted (weight 0): {', '.join(missing)}" if missing and pseudo else ""))
-        return DataLoader(ConcatDataset([source, self.target]), batch_size=batch, sampler=self.sampler, drop_last=True,
-                          collate_fn=SplitDomains(self.num_sources), num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+        loader = ResumableLoader(SeededConcatDataset([source, self.target]), batch_size=batch, sampler=self.sampler,
+                                 drop_last=True, collate_fn=SplitDomains(self.num_sources),
+                                 generator=torch.Generator().manual_seed(self.sampler_seed),
+                                 num_workers=self.num_workers, pin_memory=self.pin_memory,
+                                 persistent_workers=self.num_workers > 0)
+        resume_loaders(self, [loader])
+        return loader

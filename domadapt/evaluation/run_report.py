@@ -12,9 +12,14 @@ from domadapt.evaluation.reports import plot_confusion_matrix, plot_per_class_io
 
 
 def run_dir_of(module) -> Path:
-    """The run directory: the first logger's ``log_dir``, else ``trainer.default_root_dir``."""
+    """The run directory: the first logger's ``log_dir``, else ``trainer.default_root_dir``.
+
+    Read from the logger itself, not ``trainer.log_dir``: that property is a collective broadcast under
+    DDP, and reports are written by rank 0 alone.
+    """
     trainer = module.trainer
-    log_dir = getattr(trainer, "log_dir", None)
+    loggers = list(getattr(trainer, "loggers", []) or [])
+    log_dir = getattr(loggers[0], "log_dir", None) if loggers else None
     return Path(log_dir or trainer.default_root_dir)
 
 

@@ -321,8 +321,9 @@ class Translation(pl.LightningModule):
         """Write ``input | translated | reconstructed`` rows to ``<log dir>/samples/<name>_iterNNNNNNN.png``."""
         n = min(self.hparams.sample_images, x.shape[0])
         rows = [np.concatenate([_to_uint8(t[i]) for t in (x, y, rec)], axis=1) for i in range(n)]
-        root = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        path = root / "samples" / f"{name}_iter{self.iteration:07d}.png"
+        from domadapt.evaluation.run_report import run_dir_of  # not trainer.log_dir: a DDP collective
+
+        path = run_dir_of(self) / "samples" / f"{name}_iter{self.iteration:07d}.png"
         write_png(path, np.concatenate(rows, axis=0))
         return path
 

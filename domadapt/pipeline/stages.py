@@ -193,7 +193,7 @@ def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
         record["init_from"] = str(ctx.artifact(stage.inputs["init_from"]))
     counter = _StartStep()
     trainer.callbacks.append(counter)
-    trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    trainer.fit(model, datamodule=dm, ckpt_path=str(resume) if resume else None, weights_only=True if resume else None)
     _save_final(trainer, d / FINAL)
     metrics = {f"fit/{k}": (None if math.isnan(float(v)) else float(v))
                for k, v in trainer.callback_metrics.items() if k.startswith("val/") and torch.as_tensor(v).numel() == 1}

@@ -82,12 +82,16 @@ def test_rank_defaults_come_from_the_process_group(tmp_path):
 
 def test_epochs_change_the_draw_and_repeat_it():
     s = MixedDomainSampler(50, shuffled(IMBALANCED), ratio=0.5, num_samples=200)
-    first = list(s)
-    assert list(s) == first
+    first, second_pass = list(s), list(s)  # a loader restarted within the epoch draws its next pass
+    assert second_pass != first
     s.set_epoch(1)
     assert list(s) != first
     s.set_epoch(0)
-    assert list(s) == first
+    assert list(s) == first  # (seed, epoch, pass) fixes the draw
+    again = MixedDomainSampler(50, shuffled(IMBALANCED), ratio=0.5, num_samples=200)
+    again.resume(0, passes=1, skip=30)  # a resumed run continues the second pass after 30 draws
+    assert list(again) == second_pass[30:]
+    assert [i.seed for i in list(s)] != [i.seed for i in first]  # every draw carries its augmentation seed
 
 
 def test_a_class_never_predicted_gets_weight_zero_and_is_reported():

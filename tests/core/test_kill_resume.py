@@ -28,7 +28,7 @@ EXTRA = {"FeatureAlignment": {"loss": {"class_path": "domadapt.losses.CORALLoss"
          "DANN": {"hidden": 16}, "CDAN": {"hidden": 16}, "MCD": {"num_k": 2}}
 
 
-def recipe(name: str, root: Path) -> dict:
+def recipe(name: str, root: Path, workers: int = 0) -> dict:
     seg = name in SEGMENTATION
     task, (h, w) = ("segmentation", (40, 56)) if seg else ("classification", (40, 40))  # cropped to -8
     net = ({"class_path": "tests.conftest.TinySegNet"} if seg else
@@ -54,7 +54,7 @@ def recipe(name: str, root: Path) -> dict:
                                 "init_args": {"hflip": 0.5, "color_jitter": 0.3, "scale": [0.8, 1.2],
                                               "crop": [h - 8, w - 8]}},
             "eval_transform": {"class_path": "domadapt.data.Augment", "init_args": {"train": False, "crop": [h - 8, w - 8]}},
-            "batch_size": 8}},
+            "batch_size": 8, "num_workers": workers}},
     }
 
 
@@ -91,17 +91,18 @@ def assert_identical(a, b, where: str = "") -> None:
         assert a == b, f"{where}: {a} != {b}"
 
 
-CASES = [(name, "train") for name in domadapt.list_methods()] + [("DANN", "validation"), ("AdvEnt", "validation")]
+CASES = ([(name, "train", 0) for name in domadapt.list_methods()]
+         + [("DANN", "validation", 0), ("AdvEnt", "validation", 0), ("DANN", "train", 2)])  # 2: DataLoader workers
 
 
-@pytest.mark.parametrize("name,phase", CASES, ids=[f"{n}-{p}" for n, p in CASES])
-def test_killed_run_resumes_to_the_uninterrupted_result(name, phase, tmp_path):
+@pytest.mark.parametrize("name,phase,workers", CASES, ids=[f"{n}-{p}-workers{w}" for n, p, w in CASES])
+def test_killed_run_resumes_to_the_uninterrupted_result(name, phase, workers, tmp_path):
     at = random.Random(f"{name}-{phase}").randint(4, ITERATIONS - 1)  # a random iteration, fixed per case
     runs = {}
     for label in ("uninterrupted", "killed"):
         root = tmp_path / label
         config = tmp_path / f"{label}.yaml"
-        config.write_text(yaml.safe_dump(recipe(name, root)))
+        config.write_text(yaml.safe_dump(recipe(name, root, workers)))
         if label == "killed":
             killed = fit(config, kill=f"{phase}:{at}")
             assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, not a clean exit
