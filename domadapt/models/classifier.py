@@ -13,6 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
+from domadapt.models.grad_checkpoint import resnet_features
 from domadapt.models.groups import backbone_head_groups
 from domadapt.models.weights import load_weights
 from domadapt.structures import NetOutput, Task
@@ -32,6 +33,8 @@ class ResNetClassifier(nn.Module):
             holding either this whole network or a bare torchvision ResNet
             (see :func:`~domadapt.models.weights.load_weights`).
         dropout: dropout probability applied to the features before the head only.
+        gradient_checkpointing: recompute each residual block's activations in backward instead of
+            keeping them (:mod:`domadapt.models.grad_checkpoint`; same gradients, less memory).
 
     Shape:
         - Input: ``(N, 3, H, W)``.
@@ -47,8 +50,10 @@ class ResNetClassifier(nn.Module):
         bottleneck_dim: int | None = 256,
         weights: str | None = None,
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.gradient_checkpointing = gradient_checkpointing
         if arch not in ("resnet18", "resnet50", "resnet101"):
             raise ValueError(f"arch={arch!r}: expected one of 'resnet18', 'resnet50', 'resnet101'")
         backbone = getattr(torchvision.models, arch)(weights=None)
@@ -70,7 +75,7 @@ class ResNetClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         """Classify ``x``; see the class docstring for shapes."""
-        pooled = self.backbone(x)  # (N, 2048) or (N, 512)
+        pooled = resnet_features(self.backbone, x, self.gradient_checkpointing)  # (N, 2048) or (N, 512)
         features = self.bottleneck(pooled)  # (N, D)
         logits = self.head(self.dropout(features))  # (N, K)
         return NetOutput(logits, features)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from domadapt.models.grad_checkpoint import run_blocks
 from domadapt.models.groups import backbone_head_groups
 from domadapt.models.weights import WRAPPER_PREFIXES, load_weights
 from domadapt.structures import NetOutput, Task
@@ -98,6 +99,9 @@ class DeepLabV2(nn.Module):
             Caffe model (see the module docstring).
         upsample_logits: return logits bilinearly upsampled (``align_corners=True``, as BDL) to
             the input size; ``False`` returns them at 1/8 resolution. Also a plain attribute.
+        gradient_checkpointing: recompute each residual block's activations in backward instead of
+            keeping them (:mod:`domadapt.models.grad_checkpoint`; same gradients, less memory, about
+            one more forward per step). Also a plain attribute.
 
     Shape:
         - Input: ``(N, 3, H, W)``.
@@ -117,8 +121,10 @@ class DeepLabV2(nn.Module):
         multi_level: bool = False,
         caffe_style: bool = False,
         upsample_logits: bool = True,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.gradient_checkpointing = gradient_checkpointing
         if backbone not in ("resnet101", "resnet50"):
             raise ValueError(f"backbone={backbone!r}: expected 'resnet101' or 'resnet50'")
         if freeze_bn not in ("none", "affine", "stats"):
@@ -192,9 +198,10 @@ class DeepLabV2(nn.Module):
         """
         size = x.shape[-2:]
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, 64, H/4, W/4)
-        x = self.layer2(self.layer1(x))  # (N, 512, H/8, W/8)
-        mid = self.layer3(x)  # (N, 1024, H/8, W/8), dilation 2
-        features = self.layer4(mid)  # (N, 2048, H/8, W/8), dilation 4
+        ckpt = self.gradient_checkpointing
+        x = run_blocks([*self.layer1, *self.layer2], x, ckpt)  # (N, 512, H/8, W/8)
+        mid = run_blocks(self.layer3, x, ckpt)  # (N, 1024, H/8, W/8), dilation 2
+        features = run_blocks(self.layer4, mid, ckpt)  # (N, 2048, H/8, W/8), dilation 4
         outputs = [NetOutput(self._resize(self.classifier(features), size), features)]
         if self.multi_level:
             outputs.append(NetOutput(self._resize(self.aux_classifier(mid), size), mid))

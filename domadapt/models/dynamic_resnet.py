@@ -19,6 +19,7 @@ import torch
 import torchvision
 from torch import nn
 
+from domadapt.models.grad_checkpoint import resnet_features
 from domadapt.layers.dynamic_conv import DynamicConv2d, DynamicMode, dynamic_parameters, set_progress
 from domadapt.models.classifier import ResNetArch
 from domadapt.models.digits import DigitsNet
@@ -87,6 +88,8 @@ class DynamicResNet(nn.Module):
         weights: ``None``, ``"imagenet"`` (torchvision ``IMAGENET1K_V1``, into ``W0``) or a local file
             holding a torchvision ResNet, this whole network, or a dynamic checkpoint.
         dropout: dropout before the head.
+        gradient_checkpointing: recompute each residual block's activations in backward instead of
+            keeping them (:mod:`domadapt.models.grad_checkpoint`; same gradients, less memory).
         dynamic: make the chosen stages dynamic; ``False`` builds the same network with static convs.
         dynamic_stages: which of ``layer1 .. layer4`` get dynamic blocks.
         num_kernels: ``K`` residual kernels per dynamic conv.
@@ -117,8 +120,10 @@ class DynamicResNet(nn.Module):
         mode: DynamicMode = "drt",
         temperature: float = 1.0,
         temperature_anneal: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.gradient_checkpointing = gradient_checkpointing
         if arch not in ("resnet18", "resnet50", "resnet101"):
             raise ValueError(f"arch={arch!r}: expected one of 'resnet18', 'resnet50', 'resnet101'")
         if any(s not in (1, 2, 3, 4) for s in dynamic_stages):
@@ -150,7 +155,8 @@ class DynamicResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         """Classify ``x``; see the class docstring for shapes."""
-        features = self.bottleneck(self.backbone(x))  # (N, D)
+        pooled = resnet_features(self.backbone, x, self.gradient_checkpointing)
+        features = self.bottleneck(pooled)  # (N, D)
         return NetOutput(self.head(self.dropout(features)), features)
 
     def set_progress(self, p: float) -> None:
