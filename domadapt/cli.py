@@ -23,7 +23,8 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from domadapt import __version__
-from domadapt.checkpointing import AtomicCheckpointIO, LastCheckpoint, RandomState, check_checkpoint, resume_checkpoint
+from domadapt.checkpointing import (AtomicCheckpointIO, CheckpointError, LastCheckpoint, RandomState, check_checkpoint,
+                                   resume_checkpoint)
 from domadapt.quiet import quiet_third_party
 
 EXTRA_COMMANDS = {
@@ -72,6 +73,14 @@ class DomadaptCLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """A checkpoint file named by ``--ckpt_path`` is checked before Lightning reads its hyper-parameters."""
+        sub = self.config.get("subcommand")
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if path and Path(path).suffix == ".ckpt" and Path(path).is_file():
+            check_checkpoint(path)
+        super()._parse_ckpt_path()
+
     def before_fit(self) -> None:
         """``--ckpt_path last``: the intact last checkpoint of this run, else the previous one."""
         cfg = self.config_init[self.subcommand]
@@ -83,8 +92,6 @@ class DomadaptCLI(LightningCLI):
                 cfg["weights_only"] = True  # domadapt's checkpoints hold tensors and plain types only
             if found is None:
                 print(f"domadapt: no checkpoint in {root / 'checkpoints'} yet; training from the start", file=sys.stderr)
-        elif cfg.get("ckpt_path"):
-            check_checkpoint(cfg["ckpt_path"])
 
 
 def _next_version(path: Path) -> str:
@@ -142,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         run_seeds(argv, seeds)
         return 0
-    run_lightning(argv)
+    try:
+        run_lightning(argv)
+    except CheckpointError as e:  # a truncated / missing checkpoint: one line, not a traceback
+        print(f"domadapt: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -134,3 +134,7 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "truncated or corrupt checkpoint" in rerun.stderr
     assert torch.load(last, weights_only=True)["global_step"] == cfg["trainer"]["max_steps"]
+    last.write_bytes(b"not a checkpoint")  # named explicitly: one line naming the file, exit status 1
+    explicit = run_domadapt(["fit", "--config", str(config), "--ckpt_path", str(last)])
+    assert explicit.returncode == 1
+    assert explicit.stderr.strip().splitlines()[-1].startswith(f"domadapt: error: {last}: truncated or corrupt")
