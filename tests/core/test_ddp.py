@@ -5,7 +5,6 @@ ranks (no sample duplicated by padding, none dropped)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
