@@ -47,13 +47,8 @@ class ChannelsLast(pl.Callback):
 
 
 def _convert_in_place(batch: Any) -> None:
-    """Convert the images of a (nested) dict batch in place: hooks cannot return a new batch."""
-    if isinstance(batch, dict):
-        for k, v in batch.items():
-            if isinstance(v, (dict, list)):
-                _convert_in_place(v)
-            else:
-                batch[k] = to_channels_last(v)
-    elif isinstance(batch, list):
-        for i, v in enumerate(batch):
-            batch[i] = to_channels_last(v) if not isinstance(v, (dict, list)) else (_convert_in_place(v) or v)
+    """Convert the images of a dict / list batch in place (hooks cannot return a new batch); nested
+    containers are replaced by converted copies."""
+    keys = batch.keys() if isinstance(batch, dict) else range(len(batch)) if isinstance(batch, list) else ()
+    for k in keys:
+        batch[k] = to_channels_last(batch[k])

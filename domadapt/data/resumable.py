@@ -105,10 +105,17 @@ class ResumableRandomSampler(DistributedSampler):
         self.size, self.seed, self.epoch = int(size), int(seed), 0
         self.num_replicas, self.rank = _world(num_replicas, rank)
         self.dataset, self.shuffle, self.drop_last = None, True, False  # DistributedSampler's attributes
-        self.num_samples = math.ceil(self.size / self.num_replicas)  # per rank
-        self.total_size = self.num_samples * self.num_replicas
+        self._set_size(self.size)
         self._pass = 0
         self._skip = 0  # samples of this rank to skip at the start of the next pass (resume)
+
+    def _set_size(self, total: int) -> None:
+        """Draw ``total`` samples a pass over all ranks: ``num_samples`` per rank, ``total_size`` globally."""
+        if total < 0:
+            raise ValueError(f"sampler: expected num_samples >= 0, got {total}")
+        self.size = int(total)
+        self.num_samples = math.ceil(self.size / self.num_replicas)  # per rank (DistributedSampler's name)
+        self.total_size = self.num_samples * self.num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch``; passes restart from 0 when the epoch changes."""

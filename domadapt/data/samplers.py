@@ -107,14 +107,6 @@ class PseudoLabelSampler(ResumableRandomSampler):
         super().__init__(0, seed, num_replicas, rank)
         self._set_size(self.num_drawable if num_samples is None else int(num_samples))
 
-    # ------------------------------------------------------------------ sizes / epochs
-    def _set_size(self, total: int) -> None:
-        if total < 0:
-            raise ValueError(f"sampler: expected num_samples >= 0, got {total}")
-        self.size = int(total)
-        self.num_samples = math.ceil(total / self.num_replicas)  # per rank (DistributedSampler's name)
-        self.total_size = self.num_samples * self.num_replicas  # drawn globally, so no padding by repeats
-
     def order(self, rng: np.random.Generator) -> np.ndarray:
         """The global draw of one pass: :meth:`draw` of ``total_size`` indices."""
         return self.draw(self.total_size, rng)
