@@ -91,7 +91,8 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
             (references: the target training split); ``None`` = off.
         style_transfer_p: probability that a (copied) source sample is restyled.
         keep_original_source: train on the originals *and* the restyled copies (sources double in size).
-        style_seed: seed of the source -> reference pairing (source ``i`` uses ``style_seed + i``).
+        style_seed: seed of the source -> reference pairing (source ``i`` uses ``style_seed + i``);
+            ``None`` = the data seed (:meth:`data_seed`: ``seed``, else the run's ``seed_everything``).
         target_ratio: ``ρ`` in round 0 (``None`` = no mixed sampling: the parent's two loaders). Batches are
             source only while the target carries no pseudo labels.
         target_ratio_end: ``ρ`` from round ``rounds − 1`` on (``None`` = constant).
@@ -101,7 +102,8 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
             classes, 0 = uniform over samples).
         min_pixels: segmentation: pixels a class needs in an image to count as present.
         epoch_size: indices per epoch (default: all source samples + all target samples).
-        sampler_seed: seed of the sampler (the epoch is added by ``set_epoch``).
+        sampler_seed: seed of the sampler (the epoch is added by ``set_epoch``); ``None`` = the data seed.
+        seed: see :class:`~domadapt.data.datamodule.DomainAdaptationDataModule`.
     """
 
     def __init__(
@@ -122,7 +124,7 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
         style_transfer: StyleTransfer | None = None,
         style_transfer_p: float = 1.0,
         keep_original_source: bool = True,
-        style_seed: int = 0,
+        style_seed: int | None = None,
         target_ratio: float | None = None,
         target_ratio_end: float | None = None,
         rounds: int = 1,
@@ -130,10 +132,11 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
         class_balance: float = 1.0,
         min_pixels: int = 1,
         epoch_size: int | None = None,
-        sampler_seed: int = 0,
+        sampler_seed: int | None = None,
+        seed: int | None = None,
     ) -> None:
         super().__init__(sources, target, target_val, target_test, source_val, train_transform, target_transform,
-                         eval_transform, batch_size, target_batch_size, eval_batch_size, num_workers, pin_memory)
+                         eval_transform, batch_size, target_batch_size, eval_batch_size, num_workers, pin_memory, seed)
         for name, value in (("target_ratio", target_ratio), ("target_ratio_end", target_ratio_end)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"SelfTrainingDataModule.{name}: expected ρ in [0, 1], got {value}")
@@ -141,10 +144,10 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
             raise ValueError(f"SelfTrainingDataModule.style_transfer_p: expected a probability in [0, 1], got "
                              f"{style_transfer_p}")
         self.style_transfer, self.style_transfer_p = style_transfer, float(style_transfer_p)
-        self.keep_original_source, self.style_seed = bool(keep_original_source), int(style_seed)
+        self.keep_original_source, self.style_seed = bool(keep_original_source), style_seed
         self.target_ratio, self.target_ratio_end = target_ratio, target_ratio_end
         self.rounds, self.round, self.class_balance = int(rounds), int(round), float(class_balance)
-        self.min_pixels, self.epoch_size, self.sampler_seed = int(min_pixels), epoch_size, int(sampler_seed)
+        self.min_pixels, self.epoch_size, self.sampler_seed = int(min_pixels), epoch_size, sampler_seed
         self.sampler: MixedDomainSampler | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -153,8 +156,9 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
             # version after construction; references are the raw target images either way.
             refs = getattr(self.target, "dataset", self.target) if getattr(self.target, "pseudo_labelled", False) \
                 else self.target
+            base = self.data_seed() if self.style_seed is None else int(self.style_seed)
             self.sources = [s if isinstance(s, StyleTransferred) else
-                            StyleTransferred(s, refs, self.style_transfer, self.style_transfer_p, self.style_seed + i,
+                            StyleTransferred(s, refs, self.style_transfer, self.style_transfer_p, base + i,
                                              include_original=self.keep_original_source)
                             for i, s in enumerate(self.sources)]
         super().setup(stage)
@@ -168,6 +172,7 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
         self.setup()
         if not self.mixed:
             return super().train_dataloader()
+        seed = self.data_seed() if self.sampler_seed is None else int(self.sampler_seed)
         source: Sequence = SeededConcatDataset(self.sources)
         pseudo = bool(getattr(self.target, "pseudo_labelled", False))
         if pseudo:
@@ -177,8 +182,7 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
             labels, ratio, ratio_end = np.full(len(self.target), IGNORE_INDEX, np.int64), 0.0, None
         self.sampler = MixedDomainSampler(
             len(source), labels, ratio, ratio_end, self.rounds, self.round,  # type: ignore[arg-type]
-            num_samples=self.epoch_size, num_classes=len(self.classes), balance=self.class_balance,
-            seed=self.sampler_seed)
+            num_samples=self.epoch_size, num_classes=len(self.classes), balance=self.class_balance, seed=seed)
         batch = self.batch_size + self.target_batch_size
         if self.sampler.num_samples < batch:
             raise DataError(f"SelfTrainingDataModule: {self.sampler.num_samples} samples per epoch is fewer than one "
@@ -191,7 +195,7 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
                   + (f"; never predicted (weight 0): {', '.join(missing)}" if missing and pseudo else ""))
         loader = ResumableLoader(SeededConcatDataset([source, self.target]), batch_size=batch, sampler=self.sampler,
                                  drop_last=True, collate_fn=SplitDomains(self.num_sources),
-                                 generator=torch.Generator().manual_seed(self.sampler_seed),
+                                 generator=torch.Generator().manual_seed(seed),
                                  num_workers=self.num_workers, pin_memory=self.pin_memory,
                                  persistent_workers=self.num_workers > 0)
         resume_loaders(self, [loader])

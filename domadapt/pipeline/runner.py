@@ -172,6 +172,16 @@ def check(recipe: str | Path, run_dir: str | Path | None = None) -> PipelineSpec
     return spec
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("expected at least one seed, e.g. --seeds 0,1,2")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     """``domadapt pipeline {run,check} RECIPE ...``; returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -186,10 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--override", action="append", default=[], metavar="ARG",
                      help="extra argument for every Lightning stage, applied last; repeatable; write it with '=': "
                           "--override=--trainer.max_steps=10")
+    run.add_argument("--seeds", type=_seed_list, default=None, metavar="A,B,C",
+                     help="run the whole pipeline once per seed in RUN_DIR/seed_<s>/ and write seeds_summary.json "
+                          "(mean ± std per stage); finished seeds are reused")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             check(args.recipe, args.run_dir)
+        elif args.seeds is not None:
+            from domadapt.pipeline.seeds import run_pipeline_seeds
+
+            run_pipeline_seeds(args.recipe, args.seeds, args.run_dir, args.from_scratch, args.override)
         else:
             run_pipeline(args.recipe, args.run_dir, args.from_scratch, args.override)
     except PipelineError as e:
