@@ -17,6 +17,12 @@ quantisation step, 1.5e-5, is far below a 1/1000 histogram bin). Memory does not
 of images: the histograms are ``K × bins`` counters and every image is written as soon as it is done.
 Classification keeps its ``(N,)`` predictions in memory (a few bytes per image).
 
+Under DDP (an initialised process group: ``torchrun``, SLURM, or inside a Lightning ``ddp`` run) every
+process predicts its own shard of the images (``r, r + R, …``, unpadded), the histograms and counts are
+summed across processes, so every process fits the same thresholds, each writes the label files of its
+shard, and rank 0 writes ``labels.csv`` and the manifest once all are written: the set equals the one a
+single process writes.
+
 When the raw target dataset has ground truth (embedded data, Cityscapes train), the manifest reports
 per-class *precision of the kept pseudo labels* against it — a diagnostic only: the labels written
 never depend on ground truth.
@@ -38,7 +44,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from domadapt import distributed
 from domadapt.data.base import DomainDataset, to_tensor_sample
+from domadapt.data.sharding import ShardSampler
 from domadapt.evaluation.reports import format_table
 from domadapt.io import write_png
 from domadapt.pseudo import writer
@@ -139,6 +147,15 @@ class _Tally:
         self.eval_kept += self._count(label[valid])
         self.correct_kept += self._count(label[valid & (label == gt)])
 
+    def all_reduce(self) -> _Tally:
+        """Sum the counts over DDP processes (no-op alone); returns ``self``."""
+        names = ("predicted", "kept", "eval_all", "correct_all", "eval_kept", "correct_kept")
+        *counts, has_gt = distributed.sum_counts(*(getattr(self, n) for n in names), np.array([int(self.has_gt)]))
+        for n, c in zip(names, counts):
+            setattr(self, n, c)
+        self.has_gt = bool(has_gt[0])
+        return self
+
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> list[float | None]:
     return [float(n / d) if d else None for n, d in zip(num.tolist(), den.tolist())]
@@ -207,9 +224,13 @@ def generate_pseudo_labels(
     k = len(classes) or int(getattr(model, "num_classes", 0) or getattr(getattr(model, "net", None), "num_classes"))
     if task == "segmentation" and k > IGNORE_INDEX:
         raise ValueError(f"generate_pseudo_labels: {k} classes do not fit 8-bit label PNGs (at most {IGNORE_INDEX})")
-    out = writer.start(out_dir)
+    _, rank = distributed.world()
+    progress = progress and rank == 0
+    out = writer.start(out_dir) if rank == 0 else Path(out_dir)
+    distributed.barrier()  # the old set is gone before any process writes
     work = out / f".work-{uuid.uuid4().hex[:8]}"
-    loader = DataLoader(_PredictView(dataset), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+    shard = ShardSampler(len(dataset))  # every image alone; this process's share under DDP
+    loader = DataLoader(_PredictView(dataset), batch_size=batch_size, sampler=shard, num_workers=num_workers,
                         collate_fn=_collate)
     hist, tally = ConfidenceHistogram(k, bins), _Tally(k)
     try:
@@ -219,7 +240,7 @@ def generate_pseudo_labels(
             work.mkdir()
         for i, pred, q, gt, raw_hw in _predict(model, loader, task, output_size, device, "pseudo-labels 1/2", progress):
             if task != "segmentation":  # (N,) scalars: counted once after the pass
-                keep.append((int(pred), int(q), gt))
+                keep.append((int(i), int(pred), int(q), gt))
                 continue
             hist.update(torch.from_numpy(pred), torch.from_numpy(q / QUANT))
             if cache == "disk":
@@ -227,12 +248,17 @@ def generate_pseudo_labels(
                 if gt is not None:
                     arrays["gt"] = gt.astype(np.uint8)
                 np.savez(work / f"{i}.npz", **arrays)
-        if keep:
-            hist.update(torch.tensor([p for p, _, _ in keep]), torch.tensor([q for _, q, _ in keep]) / QUANT)
+        if task == "segmentation":
+            hist.all_reduce()
+        else:  # every process gets every (index, pred, conf, gt) row, in dataset order
+            keep = sorted(distributed.gather_lists(keep), key=lambda row: row[0])
+            keep = [row[1:] for row in keep]
+            if keep:
+                hist.update(torch.tensor([p for p, _, _ in keep]), torch.tensor([q for _, q, _ in keep]) / QUANT)
         thresholds = strategy.fit(hist, round=round)  # (K,)
         # ---- pass 2: apply thresholds, write
         if task == "segmentation":
-            for i, pred, q, gt, raw_hw in _second_pass(model, loader, output_size, device, work, cache, len(names),
+            for i, pred, q, gt, raw_hw in _second_pass(model, loader, output_size, device, work, cache, list(shard),
                                                        progress):
                 label = pred.astype(np.uint8).copy()
                 label[q / QUANT < thresholds[pred]] = IGNORE_INDEX
@@ -242,6 +268,7 @@ def generate_pseudo_labels(
                     label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
                     pred = cv2.resize(pred.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
                 tally.add(np.asarray(pred), label, gt)
+            tally.all_reduce()
         else:
             pred = np.array([p for p, _, _ in keep], np.int64)
             conf = np.array([q for _, q, _ in keep], np.float64) / QUANT
@@ -249,15 +276,18 @@ def generate_pseudo_labels(
             gts = [g for _, _, g in keep]
             gt = None if all(g is None for g in gts) else np.array([IGNORE_INDEX if g is None else g for g in gts])
             tally.add(pred, label, gt)
-            writer.write_table(out, label, conf)
+            if rank == 0:
+                writer.write_table(out, label, conf)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         model.to(model_device).train(was_training)
 
     manifest = _manifest(task, classes, k, dataset, model_info, strategy, round, thresholds, hist, tally,
                          output_size, cache, time.time() - t0)
-    manifest = writer.finish(out, manifest)
-    if verbose:
+    distributed.barrier()  # every label file is written
+    manifest = writer.finish(out, manifest) if rank == 0 else {"format": writer.FORMAT, **manifest}
+    distributed.barrier()  # the set is finished when any process returns
+    if verbose and rank == 0:
         print(summary_table(manifest))
     return manifest
 
@@ -273,11 +303,12 @@ def _dataset_of(data) -> DomainDataset:
                     f"{type(data).__name__}")
 
 
-def _second_pass(model, loader, output_size, device, work: Path, cache: str, n: int, progress: bool) -> Iterator:
+def _second_pass(model, loader, output_size, device, work: Path, cache: str, indices: list[int],
+                 progress: bool) -> Iterator:
     if cache == "recompute":
         yield from _predict(model, loader, "segmentation", output_size, device, "pseudo-labels 2/2", progress)
         return
-    for i in tqdm(range(n), desc="pseudo-labels 2/2", disable=not progress, leave=False):
+    for i in tqdm(indices, desc="pseudo-labels 2/2", disable=not progress, leave=False):
         with np.load(work / f"{i}.npz") as z:
             yield i, z["pred"].astype(np.int64), z["q"].astype(np.int64), (z["gt"] if "gt" in z else None), \
                 tuple(z["raw_hw"])
