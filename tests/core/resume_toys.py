@@ -58,13 +58,22 @@ class KillAt(pl.Callback):
         Path(trainer.default_root_dir, "final_metrics.json").write_text(json.dumps(metrics, sort_keys=True))
 
 
-def run_domadapt(args: list[str], kill: str | None = None) -> subprocess.CompletedProcess:
+def run_domadapt(args: list[str], kill: str | None = None,
+                 kill_writes: str | None = None) -> subprocess.CompletedProcess:
     """``python -m domadapt ARGS`` in a fresh process (one thread, repository root importable); with ``kill``
-    set, :class:`KillAt` callbacks in its recipe SIGKILL it there (see :data:`KILL_ENV`)."""
+    set, :class:`KillAt` callbacks in its recipe SIGKILL it there (see :data:`KILL_ENV`); with
+    ``kill_writes`` (``"translate:N"`` / ``"pseudo_label:N"``) it dies after that stage's N-th PNG
+    (:mod:`tests.core.kill_writes`)."""
+    from tests.core.kill_writes import WRITES_ENV
+
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
            "DOMADAPT_PROGRESS": "0"}
     env.pop(KILL_ENV, None)
+    env.pop(WRITES_ENV, None)
     if kill:
         env[KILL_ENV] = kill
-    return subprocess.run([sys.executable, "-m", "domadapt", *args], cwd=ROOT, env=env, capture_output=True,
+    if kill_writes:
+        env[WRITES_ENV] = kill_writes
+    entry = "tests.core.kill_writes" if kill_writes else "domadapt"
+    return subprocess.run([sys.executable, "-m", entry, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
