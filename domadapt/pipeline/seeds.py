@@ -25,12 +25,12 @@ SEEDS_TABLE = "seeds_table.txt"
 PSEUDO_METRICS = ("pseudo/kept_ratio", "pseudo/precision")
 
 
-def run_pipeline_seeds(recipe: str | Path, seeds: list[int], run_dir: str | Path | None = None,
+def run_pipeline_seeds(recipe: str | Path | dict, seeds: list[int], run_dir: str | Path | None = None,
                        from_scratch: bool = False, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run (or resume) ``recipe`` once per seed and summarise.
 
     Args:
-        recipe: a pipeline recipe path.
+        recipe: a pipeline recipe path or mapping.
         seeds: the seeds, in order; each replaces the recipe's ``seed``.
         run_dir: overrides the recipe's ``run_dir`` (the parent of the ``seed_<s>`` folders).
         from_scratch, overrides: as :func:`~domadapt.pipeline.runner.run_pipeline`, for every seed.
