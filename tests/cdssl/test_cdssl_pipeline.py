@@ -77,11 +77,12 @@ def test_tiny_cdssl_rounds_through_the_command(tmp_path, capsys):
 
 def test_shipped_digits_pipeline_is_valid():
     spec = load_pipeline(ROOT / "recipes/pipeline/cdssl_digits.yaml")
-    assert [s.name for s in spec.stages] == ["m0", "pl1", "m1", "pl2", "m2", "pl3", "m3"]
+    assert [s.name for s in spec.stages] == ["m0", "pl1", "m1", "pl2", "m2", "pl3", "m3", "pl4", "m4"]
     assert all(s.options["strategy"]["type"] == "progressive" for s in spec.stages if s.type == "pseudo_label")
     rounds = [[o for o in s.overrides if o.startswith("--data.init_args.round=")] for s in spec.stages
-              if s.name in ("m1", "m2", "m3")]
-    assert rounds == [["--data.init_args.round=0"], ["--data.init_args.round=1"], ["--data.init_args.round=2"]]
-    assert [s.inputs["init_from"] for s in spec.stages if s.name in ("m1", "m2", "m3")] == ["m0", "m1", "m2"]
+              if s.name in ("m1", "m2", "m3", "m4")]
+    assert rounds == [[f"--data.init_args.round={r}"] for r in range(4)]
+    assert [s.inputs["init_from"] for s in spec.stages if s.name in ("m1", "m2", "m3", "m4")] == ["m0", "m1", "m2", "m3"]
+    assert [s.options["round"] for s in spec.stages if s.type == "pseudo_label"] == ["0", "1", "2", "3"]
     text = (ROOT / "recipes/cdssl/digits.yaml").read_text()
     assert "OUR interpretation" in text and "METHODS.md §4.3" in text
