@@ -94,7 +94,8 @@ def write_metrics(
     return path
 
 
-def _save(fig: Figure, path: PathLike) -> Path:
+def save_figure(fig: Figure, path: PathLike) -> Path:
+    """Render ``fig`` and write it as a PNG atomically; returns ``path``."""
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
@@ -125,7 +126,7 @@ def plot_per_class_iou(
     if title is None:
         title = f"per-class IoU (mIoU {np.nanmean(values) * 100:.1f})" if np.isfinite(values).any() else "per-class IoU"
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -158,7 +159,7 @@ def plot_confusion_matrix(
                     fontsize=6, color="white" if m[i, j] > 0.5 * m.max() else "black")
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _to_hwc_uint8(image: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

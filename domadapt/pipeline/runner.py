@@ -13,7 +13,8 @@ cleared first); nothing else is recomputed. A ``fit`` stage without ``DONE.json`
 
 At the end ``run_dir/summary.json`` lists every stage's metrics, and a table of the target metric
 (plus the recipe's ``table_metrics``) after each stage is printed and written to
-``run_dir/summary_table.txt`` (cf. BDL's ablation table, METHODS.md §1.6).
+``run_dir/summary_table.txt`` (cf. BDL's ablation table, METHODS.md §1.6); ``run_dir/summary.png`` plots the
+target metric per stage and the pseudo-label kept ratio / precision per round.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from typing import Any
 
 from domadapt.io import atomic_path, write_json
 from domadapt.pipeline.config import PipelineError, PipelineSpec, StageSpec, load_pipeline
+from domadapt.pipeline.plots import plot_pipeline_summary
 from domadapt.pipeline.stages import STAGE_RUNNERS, RunContext, preflight
 
 DONE = "DONE.json"
 SUMMARY = "summary.json"
 TABLE = "summary_table.txt"
+PLOT = "summary.png"
 METRIC_CANDIDATES = ("test/target/miou", "test/target/acc", "val/target/miou", "val/target/acc",
                      "fit/val/target/miou", "fit/val/target/acc")
 
@@ -129,6 +132,8 @@ def run_pipeline(recipe: str | Path | dict | PipelineSpec, run_dir: str | Path |
         Path(tmp).write_text(table + "\n")
     print(table)
     print(f"summary: {root / SUMMARY}")
+    if plot_pipeline_summary(summary, root / PLOT) is not None:
+        print(f"plot: {root / PLOT}")
     return summary
 
 

@@ -6,7 +6,7 @@ run by separate processes (``--seeds 0`` and ``--seeds 1`` side by side) and sum
 ``--seeds 0,1`` that only reads them. ``<run_dir>/seeds_summary.json`` holds, per stage and per
 metric of the per-seed tables (target metric, ``table_metrics``, pseudo-label kept ratio / precision),
 the values per seed, their mean and sample standard deviation; ``seeds_table.txt`` shows them as
-``mean ± std``.
+``mean ± std`` and ``seeds_summary.png`` plots them with error bars.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from typing import Any
 from domadapt.io import atomic_path, write_json
 from domadapt.multiseed import mean_std
 from domadapt.pipeline.config import load_pipeline
+from domadapt.pipeline.plots import plot_pipeline_summary
 from domadapt.pipeline.runner import run_pipeline
 
 SEEDS_SUMMARY = "seeds_summary.json"
 SEEDS_TABLE = "seeds_table.txt"
+SEEDS_PLOT = "seeds_summary.png"
 PSEUDO_METRICS = ("pseudo/kept_ratio", "pseudo/precision")
 
 
@@ -49,7 +51,8 @@ def run_pipeline_seeds(recipe: str | Path | dict, seeds: list[int], run_dir: str
     table = seeds_table(summary)
     with atomic_path(root / SEEDS_TABLE) as tmp:
         Path(tmp).write_text(table + "\n")
-    print(f"\nover seeds {seeds}:\n{table}\nsummary: {root / SEEDS_SUMMARY}")
+    plot = plot_pipeline_summary(summary, root / SEEDS_PLOT)
+    print(f"\nover seeds {seeds}:\n{table}\nsummary: {root / SEEDS_SUMMARY}" + (f"\nplot: {plot}" if plot else ""))
     return summary
 
 

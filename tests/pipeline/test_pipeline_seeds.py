@@ -1,4 +1,4 @@
-"""`domadapt pipeline run RECIPE --seeds A,B`: one pipeline per seed, then mean ± std per stage."""
+"""`domadapt pipeline run RECIPE --seeds A,B`: one pipeline per seed, then mean ± std per stage (table, JSON, plot)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import statistics
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from domadapt.pipeline.runner import main
 from domadapt.pipeline.seeds import run_pipeline_seeds
@@ -39,6 +40,9 @@ def test_every_seed_runs_in_its_folder_and_the_summary_has_mean_and_std(tmp_path
     table = (root / "seeds_table.txt").read_text()
     assert f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}" in table
     assert table in capsys.readouterr().out + "\n"
+    for png in (root / "seeds_summary.png", root / "seed_0" / "summary.png"):  # metric per stage, PL per round
+        with Image.open(png) as im:
+            assert im.format == "PNG" and im.size[0] > 400
 
     stamp = (root / "seed_1" / "adapt" / "DONE.json").stat().st_mtime_ns
     again = run_pipeline_seeds(two_stage(root), [0, 1])  # finished seeds are only read
@@ -55,3 +59,13 @@ def test_seeds_option_of_the_command(tmp_path, capsys):
     assert main(["run", str(recipe), "--seeds", "3"]) == 0
     assert (tmp_path / "run" / "seed_3" / "adapt" / "DONE.json").is_file()
     assert json.loads((tmp_path / "run" / "seeds_summary.json").read_text())["seeds"] == [3]
+
+
+def test_summary_plot_needs_a_figure(tmp_path):
+    from domadapt.pipeline.plots import plot_pipeline_summary
+
+    empty = {"target_metric": "test/target/acc", "stages": [{"name": "a", "type": "fit", "metrics": {}}]}
+    assert plot_pipeline_summary(empty, tmp_path / "x.png") is None and not (tmp_path / "x.png").exists()
+    one = {"target_metric": "test/target/acc",
+           "stages": [{"name": "a", "type": "fit", "metrics": {"test/target/acc": 0.5}}]}
+    assert plot_pipeline_summary(one, tmp_path / "y.png") == tmp_path / "y.png"
