@@ -51,7 +51,10 @@ def test_tiny_self_training_pipeline_through_the_command(tmp_path, capsys):
     summary = check_chain(tmp_path / "run", ["m0", "m1", "m2"], ["pl1", "pl2"])
     assert all(s["metrics"].get("test/target/miou") is not None for s in summary["stages"] if s["type"] == "fit")
     out = capsys.readouterr().out
-    assert "m2" in out.splitlines()[-2] and "test/target/miou" in out
+    lines = out.splitlines()
+    at = max(i for i, line in enumerate(lines) if line.startswith("summary: "))
+    assert "m2" in lines[at - 1] and "test/target/miou" in out  # the table's last row, then the summary path
+    assert lines[-1] == f"plot: {tmp_path / 'run' / 'summary.png'}"
 
 
 @pytest.mark.slow
