@@ -38,6 +38,9 @@ round number ``1..N`` and ``{prev}`` becomes ``i − 1`` (so round 1 refers to s
         - {name: "pl{i}", type: pseudo_label, inputs: {model: "st{prev}"}}
         - {name: "st{i}", type: fit, config: R, inputs: {pseudo_labels: "pl{i}"}}
 
+An optional ``first: {name: stage}`` mapping renames references in round 1 only, so that a second chain
+can start from a stage of another name (``{first: {u0: m0}}``: round 1's ``"u{prev}"`` is ``m0``).
+
 Relative config paths are looked up from the current directory, then from the pipeline file's folder.
 """
 
@@ -126,16 +129,30 @@ def _substitute(obj: Any, i: int) -> Any:
     return obj
 
 
+def _rename(obj: Any, names: dict[str, str]) -> Any:
+    """Replace every string value equal to a key of ``names`` (mapping keys are left alone)."""
+    if isinstance(obj, str):
+        return names.get(obj, obj)
+    if isinstance(obj, list):
+        return [_rename(v, names) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _rename(v, names) for k, v in obj.items()}
+    return obj
+
+
 def expand(stages: list[Any]) -> list[dict]:
     """Flatten ``{repeat: N, stages: [...]}`` entries into an explicit stage list (nested repeats allowed)."""
     out: list[dict] = []
     for entry in stages:
         if isinstance(entry, dict) and "repeat" in entry:
-            n, body = entry.get("repeat"), entry.get("stages")
+            n, body, first = entry.get("repeat"), entry.get("stages"), entry.get("first") or {}
             if not isinstance(n, int) or n < 1 or not isinstance(body, list):
                 raise PipelineError(f"repeat: expected {{repeat: <int >= 1>, stages: [...]}}, got {entry!r}")
+            if not isinstance(first, dict) or not all(isinstance(v, str) for v in first.values()):
+                raise PipelineError(f"repeat.first: expected a mapping of stage names, got {first!r}")
             for i in range(1, n + 1):
-                out += expand(_substitute(copy.deepcopy(body), i))
+                round_body = _substitute(copy.deepcopy(body), i)
+                out += expand(_rename(round_body, first) if i == 1 else round_body)
         else:
             out.append(entry)
     return out

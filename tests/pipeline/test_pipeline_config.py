@@ -73,6 +73,17 @@ def test_repeat_expands_rounds():
         expand([{"repeat": 0, "stages": []}])
 
 
+def test_repeat_first_starts_a_second_chain_from_another_stage():
+    body = [{"name": "upl{i}", "type": "pseudo_label", "inputs": {"model": "u{prev}"}},
+            {**FIT, "name": "u{i}", "inputs": {"pseudo_labels": "upl{i}", "init_from": "u{prev}"}}]
+    stages = expand([{**FIT, "name": "m0"}, {"repeat": 2, "first": {"u0": "m0"}, "stages": body}])
+    assert [s["name"] for s in stages] == ["m0", "upl1", "u1", "upl2", "u2"]
+    assert stages[1]["inputs"] == {"model": "m0"} and stages[2]["inputs"]["init_from"] == "m0"  # round 1 only
+    assert stages[3]["inputs"] == {"model": "u1"} and stages[4]["inputs"]["init_from"] == "u1"
+    with pytest.raises(PipelineError, match="repeat.first"):
+        expand([{"repeat": 1, "first": ["m0"], "stages": body}])
+
+
 def test_config_is_found_relative_to_the_pipeline_file(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "r.yaml").write_text("trainer: {}\n")
