@@ -31,16 +31,16 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
+from domadapt import distributed
+
 SEED_SPACE = 2**31 - 1
 
 
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     """``(num_replicas, rank)``, defaults from ``torch.distributed`` when it is initialised, else ``(1, 0)``."""
-    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if num_replicas is None:
-        num_replicas = torch.distributed.get_world_size() if dist else 1
-    if rank is None:
-        rank = torch.distributed.get_rank() if dist else 0
+    world, this = distributed.world()
+    num_replicas = world if num_replicas is None else num_replicas
+    rank = this if rank is None else rank
     if num_replicas < 1 or not 0 <= rank < num_replicas:
         raise ValueError(f"sampler: expected num_replicas >= 1 and 0 <= rank < num_replicas, got {num_replicas}, "
                          f"{rank}")

@@ -75,12 +75,9 @@ class ConfidenceHistogram:
 
     def all_reduce(self) -> ConfidenceHistogram:
         """Sum the counts over DDP ranks (no-op without an initialised process group)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            backend = torch.distributed.get_backend()
-            device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-            counts = self.counts.to(device)
-            torch.distributed.all_reduce(counts)
-            self.counts = counts.cpu()
+        from domadapt import distributed
+
+        self.counts = torch.from_numpy(distributed.sum_counts(self.counts.numpy())[0])
         return self
 
     # ------------------------------------------------------------------ queries
