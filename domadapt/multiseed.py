@@ -18,6 +18,17 @@ import yaml
 from domadapt.io import write_json
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; ``ValueError`` naming what was expected otherwise."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ValueError("expected at least one seed, e.g. --seeds 0,1,2")
+    return seeds
+
+
 def split_seeds(argv: list[str]) -> tuple[list[int] | None, list[str]]:
     """Remove ``--seeds A,B,C`` (or ``--seeds=A,B,C``) from ``argv``; return the seeds and the rest."""
     rest, seeds, i = [], None, 0
@@ -27,11 +38,9 @@ def split_seeds(argv: list[str]) -> tuple[list[int] | None, list[str]]:
             value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
             i += 1 if "=" in a else 2
             try:
-                seeds = [int(s) for s in value.split(",") if s.strip()]
-            except ValueError:
-                raise SystemExit(f"domadapt: --seeds expects comma-separated integers, got {value!r}") from None
-            if not seeds:
-                raise SystemExit("domadapt: --seeds expects at least one seed, e.g. --seeds 0,1,2")
+                seeds = parse_seeds(value)
+            except ValueError as e:
+                raise SystemExit(f"domadapt: --seeds: {e}") from None
             continue
         rest.append(a)
         i += 1

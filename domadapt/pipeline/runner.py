@@ -178,13 +178,12 @@ def check(recipe: str | Path, run_dir: str | Path | None = None) -> PipelineSpec
 
 
 def _seed_list(text: str) -> list[int]:
+    from domadapt.multiseed import parse_seeds
+
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise argparse.ArgumentTypeError("expected at least one seed, e.g. --seeds 0,1,2")
-    return seeds
+        return parse_seeds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
