@@ -143,9 +143,36 @@ def preflight(stage: StageSpec, ctx: RunContext) -> None:
                                 f"{' '.join(text.split())[:400]}") from None
 
 
-def load_weights(module: torch.nn.Module, checkpoint: Path) -> None:
+def load_weights(module: torch.nn.Module, checkpoint: Path, network_only: bool = False) -> None:
+    """Load a stage's checkpoint into ``module``.
+
+    Args:
+        module: the LightningModule to fill.
+        checkpoint: a Lightning checkpoint (or a bare state dict).
+        network_only: when the checkpoint comes from another method (its keys do not match), load only its
+            ``net.`` weights, the model every method trains, and leave this method's own parts (a
+            discriminator) at their initial values: how ``init_from`` starts adversarial adaptation from the
+            source-only model. A checkpoint of the same method is loaded whole.
+
+    Raises:
+        PipelineError: ``network_only`` and the checkpoint has no network matching ``module``'s.
+    """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    module.load_state_dict(state["state_dict"] if "state_dict" in state else state)
+    state = state["state_dict"] if "state_dict" in state else state
+    try:
+        module.load_state_dict(state)
+        return
+    except RuntimeError:
+        if not network_only:
+            raise
+    net = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
+    if not net or not isinstance(getattr(module, "net", None), torch.nn.Module):
+        raise PipelineError(f"{checkpoint}: no 'net.' weights for this stage's network to start from")
+    try:
+        module.net.load_state_dict(net)
+    except RuntimeError as e:
+        raise PipelineError(f"{checkpoint}: its network does not match this stage's "
+                            f"({' '.join(str(e).split())[:300]})") from None
 
 
 def clean_metrics(results: list[dict]) -> dict[str, float | None]:
@@ -189,7 +216,7 @@ def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
                                    expect_model_hash=ctx.done[model_stage]["outputs"]["model_sha256"])
         record["pseudo_labels"] = str(ctx.artifact(pl_stage))
     if stage.inputs.get("init_from") and resume is None:  # a resumed run restores its own weights
-        load_weights(model, ctx.artifact(stage.inputs["init_from"]))
+        load_weights(model, ctx.artifact(stage.inputs["init_from"]), network_only=True)
         record["init_from"] = str(ctx.artifact(stage.inputs["init_from"]))
     counter = _StartStep()
     trainer.callbacks.append(counter)

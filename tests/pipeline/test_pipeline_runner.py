@@ -102,6 +102,35 @@ def test_self_training_stage_reads_pseudo_labels_and_init_from(tmp_path):
     assert ev["metrics"]["test/target/miou"] == pytest.approx(done(run_dir, "adapt")["metrics"]["test/target/miou"])
 
 
+def _source_only_recipe(num_features: int = 8) -> dict:
+    recipe = tiny_recipe()
+    recipe["model"] = {"class_path": "domadapt.methods.SourceOnly", "init_args": {
+        "net": {"class_path": "tests.conftest.TinySegNet", "init_args": {"num_features": num_features}}, "lr": 0.01}}
+    return recipe
+
+
+def test_init_from_another_method_loads_its_network_and_keeps_the_new_discriminator(tmp_path):
+    run_dir = tmp_path / "run"
+    run_pipeline({"run_dir": str(run_dir), "seed": 0, "stages": [
+        {"name": "so", "type": "fit", "config": _source_only_recipe()},
+        {"name": "adapt", "type": "fit", "config": tiny_recipe(1), "inputs": {"init_from": "so"},
+         "overrides": ["--model.init_args.lr=0.0"]}]})
+    a = torch.load(run_dir / "so/final.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(run_dir / "adapt/final.ckpt", weights_only=False)["state_dict"]
+    assert not any("discriminator" in k for k in a)
+    nets = [k for k in a if k.startswith("net.") and k.endswith("weight")]
+    assert nets and all(torch.equal(a[k], b[k]) for k in nets)  # lr 0: the source-only network, unchanged
+    assert any(k.startswith("loss.discriminator.") for k in b)  # the adversarial method's own part, trained from its init
+
+
+def test_init_from_a_network_of_another_shape_names_the_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(PipelineError, match=r"so/final.ckpt: its network does not match this stage's \(.*size mismatch"):
+        run_pipeline({"run_dir": str(run_dir), "seed": 0, "stages": [
+            {"name": "so", "type": "fit", "config": _source_only_recipe(num_features=6)},
+            {"name": "adapt", "type": "fit", "config": tiny_recipe(1), "inputs": {"init_from": "so"}}]})
+
+
 def test_a_stage_whose_arguments_do_not_parse_stops_the_run_before_any_training(tmp_path):
     from domadapt.pipeline.config import PipelineError
 
