@@ -35,6 +35,7 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from domadapt.checkpointing import resume_checkpoint
 from domadapt.io import atomic_path
+from domadapt.models.weights import read_state_dict
 from domadapt.pipeline.config import PLACEHOLDER, PipelineError, PipelineSpec, StageSpec
 from domadapt.pseudo import writer
 
@@ -155,7 +156,7 @@ def load_weights(module: torch.nn.Module, checkpoint: Path, network_only: bool =
             source-only model. A checkpoint of the same method is loaded whole.
 
     Raises:
-        PipelineError: ``network_only`` and the checkpoint has no network matching ``module``'s.
+        PipelineError: ``network_only`` and the checkpoint's network does not match ``module``'s.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     state = state["state_dict"] if "state_dict" in state else state
@@ -165,11 +166,10 @@ def load_weights(module: torch.nn.Module, checkpoint: Path, network_only: bool =
     except RuntimeError:
         if not network_only:
             raise
-    net = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
-    if not net or not isinstance(getattr(module, "net", None), torch.nn.Module):
-        raise PipelineError(f"{checkpoint}: no 'net.' weights for this stage's network to start from")
+    if not isinstance(getattr(module, "net", None), torch.nn.Module):
+        raise PipelineError(f"{checkpoint}: does not match this stage, and the stage has no network to start from it")
     try:
-        module.net.load_state_dict(net)
+        module.net.load_state_dict(read_state_dict(checkpoint))  # a method checkpoint's `net.` weights
     except RuntimeError as e:
         raise PipelineError(f"{checkpoint}: its network does not match this stage's "
                             f"({' '.join(str(e).split())[:300]})") from None
