@@ -22,7 +22,8 @@ A pipeline recipe is YAML::
         inputs: {pseudo_labels: pl1, init_from: null}   # null: fresh (seeded) initial weights, as BDL
 
 Any other key of a stage is an *option* of its type: ``strategy``, ``output_size``, ``batch_size``,
-``round``, ``bins``, ``cache``, ``num_workers`` for ``pseudo_label``; for ``translate`` (``inputs:
+``round``, ``bins``, ``cache``, ``num_workers``, ``hflip`` (label with the mean of each image's and its
+mirror's probabilities) for ``pseudo_label``; for ``translate`` (``inputs:
 {generator: <fit stage of a Translation recipe>}``) ``dataset`` (a ``class_path`` mapping; default:
 source ``source_index`` of the stage's recipe, itself defaulting to the generator stage's) and the
 keyword arguments of ``translate_dataset`` (``layout``, ``size``, ``batch_size``, ``direction``,
@@ -68,7 +69,7 @@ STAGE_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
 #: options each type accepts (None = any)
 STAGE_OPTIONS: dict[str, tuple[str, ...] | None] = {
     "fit": (), "test": (), "evaluate": (),
-    "pseudo_label": ("strategy", "output_size", "batch_size", "round", "bins", "cache", "num_workers"),
+    "pseudo_label": ("strategy", "output_size", "batch_size", "round", "bins", "cache", "num_workers", "hflip"),
     "translate": ("dataset", "source_index", "layout", "size", "batch_size", "direction", "link_labels",
                   "num_workers"),
 }

@@ -262,7 +262,7 @@ def run_pseudo_label(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
         output_size=tuple(size) if size else None, batch_size=int(opts.get("batch_size", 8)), checkpoint=ckpt,
         round=int(opts.get("round", earlier)), bins=int(opts.get("bins", 1000)), cache=opts.get("cache", "disk"),
         device="cuda" if torch.cuda.is_available() else "cpu", num_workers=int(opts.get("num_workers", 0)),
-        progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
+        hflip=bool(opts.get("hflip", False)), progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
     )
     precision = manifest.get("precision") or {}
     return {"outputs": {"main": LABELS, "model_sha256": manifest["model"]["sha256"]},

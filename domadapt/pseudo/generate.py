@@ -103,7 +103,19 @@ def _logits(model: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | Non
     return logits
 
 
-def _predict(model, loader: DataLoader, task: str, output_size, device, desc: str, progress: bool) -> Iterator[tuple]:
+def _probabilities(model: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None, hflip: bool
+                   ) -> torch.Tensor:
+    """Class probabilities ``(B, K[, H, W])``; with ``hflip`` the mean of the image's and its mirror's,
+    ``p = (softmax(f(x)) + flip(softmax(f(flip(x))))) / 2`` (a segmentation map is mirrored back)."""
+    p = _logits(model, x, size).float().softmax(1)
+    if hflip:
+        q = _logits(model, x.flip(-1), size).float().softmax(1)
+        p = (p + (q.flip(-1) if q.dim() == 4 else q)) / 2
+    return p
+
+
+def _predict(model, loader: DataLoader, task: str, output_size, device, desc: str, progress: bool,
+             hflip: bool = False) -> Iterator[tuple]:
     """Yield ``(index, pred uint8/int, conf_q int, gt, raw_hw)`` per image."""
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
         images, n = batch["image"], len(batch["index"])
@@ -114,8 +126,8 @@ def _predict(model, loader: DataLoader, task: str, output_size, device, desc: st
             chunks = [([j], images[j][None]) for j in range(n)]
         for js, x in chunks:
             with torch.inference_mode():
-                logits = _logits(model, x.to(device), sizes[js[0]] if task == "segmentation" else None).float()
-            conf, pred = logits.softmax(1).max(1)  # (B[, H, W])
+                probs = _probabilities(model, x.to(device), sizes[js[0]] if task == "segmentation" else None, hflip)
+            conf, pred = probs.max(1)  # (B[, H, W])
             q, pred = quantize(conf).cpu().numpy(), pred.cpu().numpy()
             for k, j in enumerate(js):
                 yield batch["index"][j], pred[k], q[k], batch["gt"][j], batch["raw_hw"][j]
@@ -175,6 +187,7 @@ def generate_pseudo_labels(
     cache: Literal["disk", "recompute"] = "disk",
     device: str | torch.device | None = None,
     num_workers: int = 0,
+    hflip: bool = False,
     progress: bool = True,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -198,6 +211,8 @@ def generate_pseudo_labels(
         cache: ``"disk"`` (one forward per image) or ``"recompute"`` (predict again in pass 2).
         device: where to run; default the model's device.
         num_workers: DataLoader workers.
+        hflip: label with the mean probabilities of each image and its horizontal mirror (flip test-time
+            augmentation; a deviation from BDL, which labels single-scale without flip).
         progress: show tqdm progress bars.
         verbose: print the per-class summary table.
 
@@ -238,7 +253,8 @@ def generate_pseudo_labels(
         keep: list = []
         if task == "segmentation" and cache == "disk":
             work.mkdir()
-        for i, pred, q, gt, raw_hw in _predict(model, loader, task, output_size, device, "pseudo-labels 1/2", progress):
+        for i, pred, q, gt, raw_hw in _predict(model, loader, task, output_size, device, "pseudo-labels 1/2", progress,
+                                                   hflip):
             if task != "segmentation":  # (N,) scalars: counted once after the pass
                 keep.append((int(i), int(pred), int(q), gt))
                 continue
@@ -259,7 +275,7 @@ def generate_pseudo_labels(
         # ---- pass 2: apply thresholds, write
         if task == "segmentation":
             for i, pred, q, gt, raw_hw in _second_pass(model, loader, output_size, device, work, cache, list(shard),
-                                                       progress):
+                                                       progress, hflip):
                 label = pred.astype(np.uint8).copy()
                 label[q / QUANT < thresholds[pred]] = IGNORE_INDEX
                 write_png(writer.label_path(out, names[i]), label)
@@ -283,7 +299,7 @@ def generate_pseudo_labels(
         model.to(model_device).train(was_training)
 
     manifest = _manifest(task, classes, k, dataset, model_info, strategy, round, thresholds, hist, tally,
-                         output_size, cache, time.time() - t0)
+                         output_size, cache, hflip, time.time() - t0)
     distributed.barrier()  # every label file is written
     manifest = writer.finish(out, manifest) if rank == 0 else {"format": writer.FORMAT, **manifest}
     distributed.barrier()  # the set is finished when any process returns
@@ -304,9 +320,9 @@ def _dataset_of(data) -> DomainDataset:
 
 
 def _second_pass(model, loader, output_size, device, work: Path, cache: str, indices: list[int],
-                 progress: bool) -> Iterator:
+                 progress: bool, hflip: bool) -> Iterator:
     if cache == "recompute":
-        yield from _predict(model, loader, "segmentation", output_size, device, "pseudo-labels 2/2", progress)
+        yield from _predict(model, loader, "segmentation", output_size, device, "pseudo-labels 2/2", progress, hflip)
         return
     for i in tqdm(indices, desc="pseudo-labels 2/2", disable=not progress, leave=False):
         with np.load(work / f"{i}.npz") as z:
@@ -315,7 +331,7 @@ def _second_pass(model, loader, output_size, device, work: Path, cache: str, ind
 
 
 def _manifest(task, classes, k, dataset, model_info, strategy, round, thresholds, hist, tally, output_size, cache,
-              seconds) -> dict[str, Any]:
+              hflip, seconds) -> dict[str, Any]:
     names = list(classes) if len(classes) == k else [str(c) for c in range(k)]
     never = [names[c] for c in range(k) if hist.class_counts[c] == 0]
     unit = "pixels" if task == "segmentation" else "samples"
@@ -327,7 +343,7 @@ def _manifest(task, classes, k, dataset, model_info, strategy, round, thresholds
         "unit": unit, "predicted": tally.predicted.tolist(),
         "kept_ratio": {"overall": float(tally.kept.sum() / total) if total else 0.0,
                        "per_class": _ratio(tally.kept, tally.predicted)},
-        "precision": None, "cache": cache, "seconds": round_(seconds),
+        "precision": None, "cache": cache, "hflip": bool(hflip), "seconds": round_(seconds),
     }
     if tally.has_gt:  # diagnostics only
         manifest["precision"] = {

@@ -142,3 +142,36 @@ def test_interrupted_regeneration_is_never_read_as_finished(tmp_path, monkeypatc
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["000000.png", "000001.png"]  # old set removed
     with pytest.raises(DataError, match="unfinished"):
         PseudoLabelled(seg_dataset(n=4), out).setup()
+
+
+class _SideSeg(torch.nn.Module):
+    """A 1x3 convolution with an asymmetric kernel: its output changes when the image is mirrored."""
+
+    task, num_classes = "segmentation", 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 3, (1, 3), padding=(0, 1))
+        with torch.no_grad():
+            self.conv.weight.mul_(20)
+
+    def forward(self, x: torch.Tensor):
+        return self.conv(x)
+
+
+def test_hflip_labels_with_the_mean_of_image_and_mirror_probabilities(tmp_path):
+    ds, model = seg_dataset(n=3), _SideSeg()
+    m = generate_pseudo_labels(model, ds, tmp_path / "f", GlobalThreshold(0.6), hflip=True, progress=False,
+                               verbose=False)
+    x = torch.from_numpy(ds.images).permute(0, 3, 1, 2).double() / 255
+    with torch.no_grad():
+        conv = model.conv.double()
+        p = (conv(x).softmax(1) + conv(x.flip(-1)).softmax(1).flip(-1)).numpy() / 2  # reference formula
+    expected = np.where(quantized(p.max(1)) >= 0.6, p.argmax(1), 255)
+    plain = generate_pseudo_labels(model.float(), ds, tmp_path / "p", GlobalThreshold(0.6), progress=False,
+                                   verbose=False)
+    assert m["hflip"] is True and plain["hflip"] is False
+    labels = np.stack([read_index_png(tmp_path / "f" / "labels" / f"{i:06d}.png") for i in range(3)])
+    assert np.mean(labels == expected) > 0.999  # float32 vs float64 at bin edges
+    assert m["kept_ratio"] != plain["kept_ratio"]  # the mirror changed the labels
