@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.domadapt-installed
 # Tests run in 2 processes; each keeps to one BLAS/OpenMP thread so they do not fight over the cores.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install demo test test-recipes test-slow test-all bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ demo: $(STAMP)
 	$(PY) -m domadapt demo
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -m "not slow and not gpu and not data" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -m "not slow and not gpu and not data and not recipes" $(PYTEST_ARGS)
+
+# Every recipe under recipes/ run end to end by `domadapt smoke` (real-data ones on a synthesised tree at 1/16 scale).
+test-recipes: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -m "recipes and not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m "slow" -v

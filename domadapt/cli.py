@@ -7,13 +7,15 @@
 * ``domadapt pipeline run RECIPE`` — multi-stage runs (:mod:`domadapt.pipeline`);
 * ``domadapt demo`` — the quickstart on embedded data (what ``make demo`` runs);
 * ``domadapt export --ckpt PATH --format {torchscript,onnx}`` — a checkpoint's evaluation path as a
-  deployable file (:mod:`domadapt.export`).
+  deployable file (:mod:`domadapt.export`);
+* ``domadapt smoke RECIPE…`` — run recipes end to end at a small scale (:mod:`domadapt.recipes.smoke`).
 
 ``python -m domadapt …`` is the same command.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -25,12 +27,15 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from domadapt import __version__
 from domadapt.checkpointing import (AtomicCheckpointIO, CheckpointError, LastCheckpoint, RandomState, check_checkpoint,
                                    resume_checkpoint)
+from domadapt.errors import TRACEBACK_VARIABLE, RecipeError, one_line, show_tracebacks
+from domadapt.io import DataError
 from domadapt.quiet import quiet_third_party
 
 EXTRA_COMMANDS = {
     "data": "inspect datasets on disk (`domadapt data check NAME ROOT`)",
     "demo": "quickstart: source-only vs adapted on embedded data",
     "export": "checkpoint -> TorchScript / ONNX (`domadapt export --ckpt PATH --format onnx`)",
+    "smoke": "run recipes end to end at a small scale (`domadapt smoke RECIPE... [--data-root D] [--scale S]`)",
     "pipeline": "multi-stage runs, resumable (`domadapt pipeline run RECIPE [--run-dir D] [--from-scratch]`)",
     "--seeds": "`domadapt fit --config R --seeds 0,1,2`: one run per seed + mean ± std summary",
 }
@@ -72,6 +77,21 @@ class DomadaptCLI(LightningCLI):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        """Dataset roots are checked before any model is built: a missing one is a one-line error."""
+        from domadapt.recipes.roots import check_dataset_roots
+
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        check_dataset_roots(cfg.as_dict())
+
+    def instantiate_classes(self) -> None:
+        """Build the recipe's components; a failure (weights that cannot be downloaded, a missing file, a bad value)
+        becomes a :class:`~domadapt.errors.RecipeError` carrying the one line that names the cause."""
+        try:
+            super().instantiate_classes()
+        except Exception as e:
+            raise RecipeError(one_line(e)) from e
 
     def _parse_ckpt_path(self) -> None:
         """A checkpoint file named by ``--ckpt_path`` is checked before Lightning reads its hyper-parameters."""
@@ -125,6 +145,9 @@ def _description() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``domadapt`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--verbose"]:  # `domadapt --verbose CMD ...`: full tracebacks (`test --verbose` is Lightning's)
+        argv = argv[1:]
+        os.environ[TRACEBACK_VARIABLE] = "1"
     quiet_third_party()
     if argv and argv[0] == "data":
         return _data_command(argv[1:])
@@ -140,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         from domadapt.export import main as export_main
 
         return export_main(argv[1:])
+    if argv and argv[0] == "smoke":
+        from domadapt.recipes.smoke import main as smoke_main
+
+        return smoke_main(argv[1:])
     from domadapt.multiseed import run_seeds, split_seeds
 
     seeds, argv = split_seeds(argv)
@@ -154,21 +181,34 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:  # a truncated / missing checkpoint: one line, not a traceback
         print(f"domadapt: error: {e}", file=sys.stderr)
         return 1
+    except (RecipeError, DataError) as e:  # the recipe's components could not be built
+        if show_tracebacks():
+            raise
+        print(f"domadapt: error: {e} [traceback: domadapt --verbose ... or {TRACEBACK_VARIABLE}=1]", file=sys.stderr)
+        return 1
     return 0
 
 
 def _data_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: domadapt data check {cityscapes,gta5,synthia,domainnet} ROOT [--split S] [--domain D]\n\n"
-              "Inspect a dataset on disk: images/labels found, unpaired files, size mismatches and the\n"
-              "label-value histogram mapped to class names. Exits non-zero when the layout is wrong.")
+        print("usage: domadapt data check {cityscapes,gta5,synthia,domainnet} ROOT [--split S] [--domain D]\n"
+              "       domadapt data synth {gta5,cityscapes,synthia,domainnet} ROOT [--images N] [--scale S]"
+              " [--seed K]\n\n"
+              "check: inspect a dataset on disk: images/labels found, unpaired files, size mismatches and the\n"
+              "       label-value histogram mapped to class names. Exits non-zero when training on it would fail.\n"
+              "synth: write a small synthetic dataset in the official on-disk format (try a recipe before\n"
+              "       downloading). `domadapt data COMMAND --help` for the options.")
         return 0 if argv else 2
-    if argv[0] != "check":
-        print(f"domadapt data: unknown command {argv[0]!r}; expected `check`", file=sys.stderr)
-        return 2
-    from domadapt.data.check import main as check_main
+    if argv[0] == "check":
+        from domadapt.data.check import main as check_main
 
-    return check_main(argv[1:])
+        return check_main(argv[1:])
+    if argv[0] == "synth":
+        from domadapt.data.synth import main as synth_main
+
+        return synth_main(argv[1:])
+    print(f"domadapt data: unknown command {argv[0]!r}; expected `check` or `synth`", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,6 +35,8 @@ import torch
 import yaml
 from torch import nn
 
+from domadapt.io import read_yaml_mapping
+
 ExportFormat = Literal["torchscript", "onnx"]
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 ONNX_OPSET = 18
@@ -86,13 +88,7 @@ def find_run_config(ckpt: str | Path) -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ExportError(f"{path}: cannot read the config ({e})") from None
-    if not isinstance(doc, dict):
-        raise ExportError(f"{path}: expected a YAML mapping with a `model` section, got {type(doc).__name__}")
-    return doc
+    return read_yaml_mapping(path, "a YAML mapping with a `model` section", ExportError)
 
 
 def _load_checkpoint(ckpt: Path) -> dict[str, Any]:

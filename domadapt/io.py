@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from PIL import Image, UnidentifiedImageError
 
 
@@ -123,6 +124,10 @@ def _json_default(o: Any):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+DATA_VARIABLE = "DOMADAPT_DATA"
+"""The environment variable that every real-data recipe's dataset roots start with (``${DOMADAPT_DATA}/gta5``)."""
+
+
 def dataset_root(root: str | os.PathLike) -> Path:
     """A dataset root as written in a recipe: ``~`` and environment variables expanded.
 
@@ -130,6 +135,34 @@ def dataset_root(root: str | os.PathLike) -> Path:
     (``root: ${DOMADAPT_DATA}/gta5``) work both with the variable and with a ``data/`` folder.
     """
     text = str(root)
-    if "DOMADAPT_DATA" in text and "DOMADAPT_DATA" not in os.environ:
+    if DATA_VARIABLE in text and DATA_VARIABLE not in os.environ:
         text = text.replace("${DOMADAPT_DATA}", "data").replace("$DOMADAPT_DATA", "data")
     return Path(os.path.expandvars(os.path.expanduser(text)))
+
+
+def root_hint(root: str | os.PathLike) -> str:
+    """Where a dataset root written with ``$DOMADAPT_DATA`` was looked for, for "not found" messages: ``" (…)"``
+    naming the variable and its value (or that it is unset), ``""`` for a root written without it."""
+    if DATA_VARIABLE not in str(root):
+        return ""
+    value = os.environ.get(DATA_VARIABLE)
+    where = f"{DATA_VARIABLE}={value}" if value else f"{DATA_VARIABLE} is unset, so ./data was used"
+    return (f" ({where}; set {DATA_VARIABLE} to the folder that holds gta5/, cityscapes/, synthia/ and domainnet/; "
+            "`domadapt data synth NAME DIR` writes a small sample tree)")
+
+
+def read_yaml_mapping(path: str | os.PathLike, expected: str = "a YAML mapping",
+                      error: type[Exception] = ValueError) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (a recipe, a run's ``config.yaml``).
+
+    Raises:
+        error: one line naming the file: unreadable, invalid YAML, or not a mapping (``expected`` says what was).
+    """
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise error(f"{path}: cannot read it ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(doc, dict):
+        raise error(f"{path}: expected {expected}, got {type(doc).__name__}")
+    return doc
+

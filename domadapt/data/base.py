@@ -16,6 +16,7 @@ Subclasses implement two methods:
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -84,6 +85,16 @@ class DomainDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def labelled(self) -> DomainDataset:
+        """This dataset with its labels: itself when ``with_labels``, else a copy that pairs (and indexes)
+        its files anew, labels included. What a stage that needs labels (translating a source) uses, whatever
+        the recipe that built the dataset set ``with_labels`` to."""
+        if self.with_labels:
+            return self
+        out = copy.copy(self)
+        out.with_labels, out._items = True, None
+        return out
 
     def setup(self) -> DomainDataset:
         """Index the files once (idempotent). Raises :class:`DataError` on a bad layout."""

@@ -6,8 +6,14 @@ the split-list statistics (DomainNet). It uses the adapters' own pairing, list p
 decoding, so what it reports is what training will see. ``--max-images N`` limits the decoding; file
 pairing, header sizes and list parsing always cover every file.
 
-Exit status: 0 when the layout is readable (problems are printed as warnings), 1 with a one-line
-``error: ...`` on stderr when it is not (missing root, no images, no readable split list).
+Exit status: 1 with a final one-line ``error: ...`` on stderr when training on the data would fail or
+mis-map labels: the layout is unreadable (missing root, no images, no readable split list; nothing is
+printed on stdout), or the report lists images without a label, unreadable files, image/label size
+mismatches where the adapter does not resize (Cityscapes, SYNTHIA), or DomainNet split-list lines that
+are malformed, out of range (label >= 345), inconsistent with their class folder or name a missing file
+(the line names the list files). 0 otherwise; harmless findings stay warnings: labels without an image
+(never loaded), GTA5 size mismatches (resized when loading), raw values outside the id table (mapped
+to 255), split lists absent for some domains.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from tqdm import tqdm
 
 from domadapt.data.catalog import DOMAINNET_DOMAINS, IGNORE_INDEX, domainnet_classes
 from domadapt.data.cityscapes import Cityscapes
-from domadapt.data.domainnet import find_split_list, parse_split_list
+from domadapt.data.domainnet import ListLine, find_split_list, parse_split_list
 from domadapt.data.gta5 import GTA5
 from domadapt.data.paired import PairedSegmentationDataset
 from domadapt.data.synthia import Synthia
@@ -58,7 +64,24 @@ class CheckReport:
     classes_present: int = 0
     bad_lines: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
+    failing_lists: list[str] = field(default_factory=list)  # DomainNet split lists behind an error
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        """Findings that make training fail or mis-map labels (exit status 1), e.g. ``"2 unreadable files"``."""
+        found = [(self.images_without_label, "images without label"), (self.unreadable, "unreadable files"),
+                 (self.bad_lines, "malformed or inconsistent list lines"), (self.missing_files, "listed files missing")]
+        if self.name != "gta5":  # the GTA5 adapter resizes such labels; Cityscapes and SYNTHIA refuse them
+            found.append((self.size_mismatches, "image/label size mismatches"))
+        return [f"{len(items)} {what}" for items, what in found if items]
+
+    def error_line(self) -> str | None:
+        """The one-line reason for a non-zero exit (without ``error: ``), ``None`` when there is none."""
+        if not self.errors:
+            return None
+        where = ", ".join(self.failing_lists) if self.failing_lists else self.root
+        return f"{where}: {', '.join(self.errors)}; training on this data would fail (see the report above)"
 
     @property
     def outside_table(self) -> dict[int, int]:
@@ -198,7 +221,7 @@ def _check_domainnet(report: CheckReport, root: str, split: str | None, domain: 
         raise ValueError(f"--split: expected 'train' or 'test' for domainnet, got {split!r}")
     num_classes = len(domainnet_classes())
     labels: Counter[int] = Counter()
-    todo = []
+    todo: list[tuple[Path, ListLine]] = []
     missing_lists = []
     for d in [domain] if domain else DOMAINNET_DOMAINS:
         for s in [split] if split else ["train", "test"]:
@@ -214,17 +237,20 @@ def _check_domainnet(report: CheckReport, root: str, split: str | None, domain: 
             report.num_lines += report.per_group[group]
             report.bad_lines += problems
             labels.update(line.label for line in lines)
-            todo += lines
+            todo += [(path, line) for line in lines]
+            if problems:
+                report.failing_lists.append(str(path))
     if not report.per_group:
         raise DataError(f"{root}: no DomainNet split list found ({missing_lists[0]})")
     report.notes += [f"{e}" for e in missing_lists]
     report.classes_present = len(labels)
     report.num_labels = report.num_lines - len(report.bad_lines)
     limit = len(todo) if max_images is None else max_images
-    for i, line in enumerate(tqdm(todo, desc="checking domainnet", unit="file", disable=None)):
+    for i, (list_path, line) in enumerate(tqdm(todo, desc="checking domainnet", unit="file", disable=None)):
         path = Path(root) / line.path
         if not path.is_file():  # every listed file is looked for; only the first `limit` are decoded
-            report.missing_files.append(f"{path} (listed at line {line.line})")
+            report.missing_files.append(f"{path} (listed at line {line.line} of {list_path.name})")
+            _add_once(report.failing_lists, str(list_path))
             continue
         report.num_images += 1
         if i < limit:
@@ -232,7 +258,13 @@ def _check_domainnet(report: CheckReport, root: str, split: str | None, domain: 
             try:
                 read_rgb(path)
             except CorruptSampleError as e:
-                report.unreadable.append(str(e))
+                report.unreadable.append(f"{e} (listed at line {line.line} of {list_path.name})")
+                _add_once(report.failing_lists, str(list_path))
+
+
+def _add_once(items: list[str], item: str) -> None:
+    if item not in items:
+        items.append(item)
 
 
 def check_dataset(
@@ -276,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     """``domadapt data check NAME ROOT [--split S] [--domain D] [--max-images N] [--list-dir DIR]``.
 
     Returns:
-        The exit code: 0 readable layout (warnings allowed), 1 unreadable (reason on stderr).
+        The exit code: 0 usable data (warnings allowed), 1 unreadable layout or problems that would make
+        training fail or mis-map labels (:attr:`CheckReport.errors`; one ``error:`` line on stderr).
     """
     parser = argparse.ArgumentParser(prog="domadapt data check", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=["cityscapes", "gta5", "synthia", "domainnet"])
@@ -292,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     print(report.format())
+    reason = report.error_line()
+    if reason is not None:
+        print(f"error: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

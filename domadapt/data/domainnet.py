@@ -15,7 +15,7 @@ import numpy as np
 
 from domadapt.data.base import ClassificationDataset
 from domadapt.data.catalog import DOMAINNET_DOMAINS, domainnet_classes
-from domadapt.io import DataError, dataset_root, read_rgb
+from domadapt.io import DataError, dataset_root, read_rgb, root_hint
 
 LIST_SUBDIRS = ("", "image_list", "splits")  # searched in this order under the root (TLlib, Dassl)
 
@@ -115,6 +115,7 @@ class DomainNet(ClassificationDataset):
         if split not in ("train", "test"):
             raise ValueError(f"DomainNet.split: expected 'train' or 'test', got {split!r}")
         self.root, self.domain_name, self.split, self.list_dir = dataset_root(root), domain, split, list_dir
+        self.root_text = str(root)
         self.classes = domainnet_classes()
 
     def describe(self) -> str:
@@ -122,8 +123,8 @@ class DomainNet(ClassificationDataset):
 
     def _index(self) -> list[ListLine]:
         if not self.root.is_dir():
-            raise DataError(f"{self.root}: dataset root not found; expected <root>/<domain>/<class>/<file> "
-                            "and <root>/<domain>_<split>.txt")
+            raise DataError(f"{self.root}: dataset root not found{root_hint(self.root_text)}; expected "
+                            "<root>/<domain>/<class>/<file> and <root>/<domain>_<split>.txt")
         path = find_split_list(self.root, self.domain_name, self.split, self.list_dir)
         lines, problems = parse_split_list(path, len(self.classes))
         if problems:

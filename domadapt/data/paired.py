@@ -18,7 +18,7 @@ import numpy as np
 
 from domadapt.data.base import SegmentationDataset
 from domadapt.data.catalog import lut_from
-from domadapt.io import DataError, dataset_root, read_rgb
+from domadapt.io import DataError, dataset_root, read_rgb, root_hint
 
 
 class FilePairs(NamedTuple):
@@ -109,7 +109,7 @@ class PairedSegmentationDataset(SegmentationDataset):
 
     def __init__(self, root: str, list_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.root = dataset_root(root)
+        self.root, self.root_text = dataset_root(root), str(root)
         self.list_file = list_file
         self.image_dir = self.root
         self.label_dir = self.root
@@ -144,7 +144,7 @@ class PairedSegmentationDataset(SegmentationDataset):
 
     def images(self) -> list[Path]:
         """The images of this dataset, from the list file or the directory (limit applied)."""
-        require_dir(self.root, self.layout, what="dataset root")
+        require_dir(self.root, self.layout, what="dataset root" + root_hint(self.root_text))
         require_dir(self.image_dir, self.layout)
         if self.list_file is None:
             images = self.list_images()

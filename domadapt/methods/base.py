@@ -40,7 +40,55 @@ def iterations_done(module: pl.LightningModule) -> int:
     return module.trainer.fit_loop.epoch_loop.batch_progress.total.completed
 
 
-class DomainAdaptationModule(pl.LightningModule):
+def iterations_horizon(trainer: pl.Trainer | None, optimizer_steps_per_batch: int) -> int:
+    """Training iterations (batches) that the trainer will run: ``min(max_steps // k, max_epochs x batches per
+    epoch)`` with ``k = optimizer_steps_per_batch`` (Lightning's ``max_steps`` counts optimiser steps, its
+    ``max_epochs`` batches); 1 when unbounded or detached.
+
+    Lightning's ``estimated_stepping_batches`` mixes the two units (under ``max_epochs`` it counts batches, not
+    optimiser steps), so dividing it by ``k`` shortens an epoch-bounded horizon ``k`` times.
+    """
+    if trainer is None:
+        return 1
+    bounds = []
+    if trainer.max_steps is not None and trainer.max_steps > 0:
+        bounds.append(trainer.max_steps // optimizer_steps_per_batch)
+    if trainer.max_epochs is not None and trainer.max_epochs > 0:
+        trainer.estimated_stepping_batches  # noqa: B018 - sets up the training loader, hence num_training_batches
+        if math.isfinite(trainer.num_training_batches):
+            bounds.append(trainer.max_epochs * int(trainer.num_training_batches))
+    return max(min(bounds), 1) if bounds else 1
+
+
+class TrainingProgress:
+    """``iteration``, ``horizon`` and ``progress`` of a LightningModule whose ``hparams`` has ``schedule_horizon``
+    (``None``: the run's length, :func:`iterations_horizon`) and that takes ``optimizer_steps_per_batch`` optimiser
+    steps per batch; what every learning-rate and loss-weight schedule reads."""
+
+    optimizer_steps_per_batch: int = 1
+    _horizon: tuple[int, int] | None = None  # (id(trainer), horizon): one trainer, one horizon
+
+    @property
+    def iteration(self) -> int:
+        """Training iterations (batches) done so far; restored from checkpoints by Lightning."""
+        return iterations_done(self)
+
+    @property
+    def horizon(self) -> int:
+        """Iterations from progress 0 to 1."""
+        if self.hparams.schedule_horizon:
+            return int(self.hparams.schedule_horizon)
+        if self._horizon is None or self._horizon[0] != id(self._trainer):
+            self._horizon = (id(self._trainer), iterations_horizon(self._trainer, self.optimizer_steps_per_batch))
+        return self._horizon[1]
+
+    @property
+    def progress(self) -> float:
+        """Training progress ``p = iteration / horizon`` in [0, 1]."""
+        return schedules.progress(self.iteration, self.horizon)
+
+
+class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
     """Base adaptation method: supervised source loss + scheduled adaptation loss.
 
     Args:
@@ -111,27 +159,6 @@ class DomainAdaptationModule(pl.LightningModule):
     @property
     def task(self) -> str:
         return self.net.task
-
-    @property
-    def iteration(self) -> int:
-        """Training iterations (batches) done so far; restored from checkpoints by Lightning."""
-        return iterations_done(self)
-
-    @property
-    def horizon(self) -> int:
-        if self.hparams.schedule_horizon:
-            return int(self.hparams.schedule_horizon)
-        if self._trainer is None:
-            return 1
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            return 1
-        return max(int(total) // self.optimizer_steps_per_batch, 1)
-
-    @property
-    def progress(self) -> float:
-        """Training progress ``p = iteration / horizon`` in [0, 1]."""
-        return schedules.progress(self.iteration, self.horizon)
 
     def adaptation_coefficient(self) -> float:
         return self.hparams.adaptation_weight * schedules.get_schedule(self.hparams.adaptation_schedule)(self.progress)

@@ -27,7 +27,6 @@ Batches are the ``{"source": {"image"}, "target": {"image"}}`` batches of
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from domadapt.methods.base import iterations_done
+from domadapt.methods.base import TrainingProgress
 from domadapt import schedules
 from domadapt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from domadapt.io import write_png
@@ -106,7 +105,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-class Translation(pl.LightningModule):
+class Translation(TrainingProgress, pl.LightningModule):
     """CycleGAN with BDL's perceptual loss, trained source (A) <-> target (B).
 
     Args:
@@ -183,33 +182,8 @@ class Translation(pl.LightningModule):
             self.perceptual = SemanticPerceptualLoss(perceptual_net, perceptual_form, perceptual_mean, perceptual_std)
         self.register_buffer("input_mean", torch.tensor(input_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_std", torch.tensor(input_std).view(1, 3, 1, 1), persistent=False)
-        self._horizon: tuple[int, int] | None = None  # (id(trainer), horizon)
 
-    # ------------------------------------------------------------------ progress
-    @property
-    def iteration(self) -> int:
-        """Training iterations (batches) done so far; restored from checkpoints by Lightning."""
-        return iterations_done(self)
-
-    @property
-    def horizon(self) -> int:
-        """Iterations from progress 0 to 1 (see ``schedule_horizon``)."""
-        if self.hparams.schedule_horizon:
-            return int(self.hparams.schedule_horizon)
-        if self._trainer is None:
-            return 1
-        t = self.trainer
-        if self._horizon is None or self._horizon[0] != id(t):
-            bounds = []
-            if t.max_steps is not None and t.max_steps > 0:
-                bounds.append(t.max_steps // self.optimizer_steps_per_batch)
-            if t.max_epochs is not None and t.max_epochs > 0:
-                t.estimated_stepping_batches  # noqa: B018 - sets up the training loader, hence num_training_batches
-                if math.isfinite(t.num_training_batches):
-                    bounds.append(t.max_epochs * int(t.num_training_batches))
-            self._horizon = (id(t), max(min(bounds), 1) if bounds else 1)
-        return self._horizon[1]
-
+    # ------------------------------------------------------------------ progress (iteration, horizon: TrainingProgress)
     def lr_lambda(self, step: int) -> float:
         """Learning-rate factor after ``step`` iterations (pure function of progress)."""
         return constant_then_linear(schedules.progress(step, self.horizon), self.hparams.decay_start)

@@ -19,7 +19,10 @@ naming the key), since a silently skipped tensor of the wrong shape means a wron
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +32,9 @@ from torch import nn
 
 SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 """File suffixes :func:`load_weights` reads."""
+NO_WEIGHTS = frozenset({"none", "null", ""})
+"""Spellings of "no weights": jsonargparse hands ``--model.init_args.net.init_args.weights=null`` to a nested
+network as the string ``'None'``."""
 
 WRAPPER_PREFIXES = ("module.", "model.")
 """Key prefixes added by wrappers (DataParallel, LightningModule attributes) that are stripped."""
@@ -67,13 +73,17 @@ def fetch_imagenet_state_dict(kind: str) -> dict[str, torch.Tensor]:
         entry = enum["IMAGENET1K_V1"]
     except (ValueError, KeyError):
         raise ValueError(f"weights='imagenet': torchvision has no ImageNet weights for {kind!r}") from None
+    said = io.StringIO()  # torch.hub's "Downloading: ..." line, kept back unless the download succeeds
     try:
         # Looked up on torch.hub at call time so that tests can replace the downloader.
-        return torch.hub.load_state_dict_from_url(
-            entry.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
-        )
+        with contextlib.redirect_stderr(said):
+            state = torch.hub.load_state_dict_from_url(
+                entry.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+            )
     except Exception as exc:  # URLError, HTTPError, hash mismatch, ... all mean "no weights"
         raise download_failed(f"ImageNet weights for {kind}", exc, entry.url) from exc
+    print(said.getvalue(), end="", file=sys.stderr)
+    return state
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -165,7 +175,7 @@ def load_weights(
         RuntimeError: ``"imagenet"`` could not be downloaded (one line).
         FileNotFoundError: a path that does not exist.
     """
-    if weights is None:
+    if weights is None or str(weights).strip().lower() in NO_WEIGHTS:
         return
     own = module.state_dict()
     if str(weights) == "imagenet":

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from domadapt.io import atomic_path, write_json
+from domadapt.errors import TRACEBACK_VARIABLE, RecipeError, show_tracebacks
+from domadapt.io import DataError, atomic_path, write_json
 from domadapt.pipeline.config import PipelineError, PipelineSpec, StageSpec, load_pipeline
 from domadapt.pipeline.plots import plot_pipeline_summary
 from domadapt.pipeline.stages import STAGE_RUNNERS, RunContext, preflight
@@ -216,4 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         print(f"domadapt pipeline: {e}", file=sys.stderr)
         return 2
+    except (RecipeError, DataError) as e:  # a stage's components could not be built (the stage is named above)
+        if show_tracebacks():
+            raise
+        print(f"domadapt pipeline: error: {e} [traceback: domadapt --verbose ... or {TRACEBACK_VARIABLE}=1]",
+              file=sys.stderr)
+        return 1
     return 0

@@ -11,7 +11,8 @@ returns the record that goes into ``DONE.json`` (``outputs`` with paths relative
   (recipe: the stage's ``config`` or the fit stage's).
 * ``pseudo_label`` — rebuilds the fit stage's model, loads its ``final.ckpt`` and calls
   :func:`~domadapt.pseudo.generate_pseudo_labels` on the target training split (into ``labels/``).
-* ``translate`` — :func:`domadapt.pipeline.translate.translate_dataset` of a source dataset with the
+* ``translate`` — :func:`domadapt.pipeline.translate.translate_dataset` of a source dataset (with its labels,
+  whatever the recipe set ``with_labels`` to) with the
   generator of a fit stage (``inputs.generator``, its ``final.ckpt``) into ``<stage dir>/translated``;
   a later fit stage reads it through an override naming ``{{stage}}`` (e.g. ``sources`` =
   ``TranslatedDataset(root={{translate1}})``).
@@ -277,9 +278,9 @@ def run_translate(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     opts = dict(stage.options)
     if "dataset" in opts:
         dataset = instantiate(opts.pop("dataset"), f"stage {stage.name!r}.dataset")
-    else:  # a source of the recipe (the generator stage's by default): what BDL translates
+    else:  # a source of the recipe (the generator stage's by default), with its labels: what BDL translates
         dm = model_cli(stage, ctx, logger=False).datamodule
-        dataset = dm.sources[int(opts.get("source_index", 0))]
+        dataset = dm.sources[int(opts.get("source_index", 0))].labelled()
     opts.pop("source_index", None)
     if opts.get("size") is not None:
         opts["size"] = tuple(opts["size"])

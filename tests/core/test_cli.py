@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from domadapt.cli import main
+from domadapt.recipes import list_recipes
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL = sorted(p.relative_to(ROOT / "recipes").as_posix() for p in (ROOT / "recipes").rglob("*.yaml"))
+ALL = [p.relative_to(ROOT / "recipes").as_posix() for p in list_recipes(ROOT / "recipes")]  # cards/ are not recipes
 # Pipeline recipes (a list of `stages`) are run by `domadapt pipeline run`, checked in tests/pipeline.
 PIPELINES = [r for r in ALL if "stages" in (yaml.safe_load((ROOT / "recipes" / r).read_text()) or {})]
 RECIPES = [r for r in ALL if r not in PIPELINES]
@@ -48,11 +49,68 @@ def test_unknown_recipe_key_is_a_clear_error(tmp_path, capsys):
     assert "learning_rate" in err and "Traceback" not in err
 
 
+SEG_RECIPE = str(ROOT / "recipes/segmentation/gta5_to_cityscapes_source_only.yaml")
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "error" in line.lower() or "Traceback" in line]
+
+
+@pytest.mark.parametrize("value", [None, "/no/such/folder"], ids=["unset", "wrong"])
+def test_a_missing_data_root_is_one_line_naming_the_field_and_the_variable(value, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no ./data here
+    if value is None:
+        monkeypatch.delenv("DOMADAPT_DATA", raising=False)
+    else:
+        monkeypatch.setenv("DOMADAPT_DATA", value)
+    monkeypatch.delenv("DOMADAPT_TRACEBACK", raising=False)
+    assert main(["fit", "--config", SEG_RECIPE]) == 1
+    (line,) = _error_lines(capsys.readouterr().err)
+    assert line.startswith("domadapt: error: data.init_args.sources[0].init_args.root: dataset root")
+    assert ("DOMADAPT_DATA is unset, so ./data was used" if value is None else "DOMADAPT_DATA=/no/such/folder") in line
+
+
+@pytest.fixture
+def data_dirs(tmp_path, monkeypatch):
+    """Empty dataset roots (enough for the checks made before anything is built) and no internet."""
+    import torch
+
+    for name in ("gta5", "cityscapes"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("DOMADAPT_DATA", str(tmp_path))
+    monkeypatch.delenv("DOMADAPT_TRACEBACK", raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    return tmp_path
+
+
+def test_weights_that_cannot_be_downloaded_are_one_line_then_the_traceback_on_request(data_dirs, monkeypatch, capsys):
+    assert main(["fit", "--config", SEG_RECIPE]) == 1
+    err = capsys.readouterr().err
+    (line,) = _error_lines(err)
+    assert "could not download ImageNet weights for resnet101" in line and "pass its local path instead" in line
+    assert "Union" not in err and "Namespace" not in err and "Downloading" not in err
+    from domadapt.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="could not download"):
+        main(["--verbose", "fit", "--config", SEG_RECIPE])
+
+
+def test_weights_null_on_the_command_line_means_no_weights(data_dirs):
+    from domadapt.cli import run_lightning
+
+    cli = run_lightning(["--config", SEG_RECIPE, "--model.init_args.net.init_args.weights=null"], run=False)
+    assert type(cli.model.net).__name__ == "DeepLabV2"  # built with random weights, nothing downloaded
+
+
 def test_help_lists_subcommands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for word in ("fit", "validate", "test", "predict", "data", "demo", "export"):
+    for word in ("fit", "validate", "test", "predict", "data", "demo", "export", "smoke"):
         assert word in out
 
 

@@ -126,3 +126,22 @@ def test_progress_is_restored_from_trainer_state(tmp_path):
     module = METHODS["DANN"](net=net, hidden=16, schedule_horizon=8)
     fit(module, "classification", tmp_path, iterations=4)
     assert module.iteration == 4 and module.progress == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("bound", ["max_steps", "max_epochs", "both"])
+@pytest.mark.parametrize("name", domadapt.list_methods())
+def test_schedule_horizon_counts_iterations_under_max_steps_and_max_epochs(name, bound, tmp_path):
+    """The horizon of every method is the run's length in iterations (batches), whatever bounds the run: Lightning's
+    max_steps counts optimiser steps (7 per batch for MCD with num_k 4), max_epochs counts batches."""
+    task = task_of(name)
+    net = tiny_net(task)
+    module = METHODS[name](net=net, lr=0.01, **{**module_kwargs(name, net), **({"num_k": 4} if name == "MCD" else {})})
+    k = module.optimizer_steps_per_batch
+    dm = tiny_datamodule(task, n=32, batch_size=8)  # 4 batches per epoch
+    limits = {"max_steps": dict(max_steps=6 * k, max_epochs=-1), "max_epochs": dict(max_epochs=3, max_steps=-1),
+              "both": dict(max_epochs=3, max_steps=2 * k)}[bound]
+    trainer = pl.Trainer(**limits, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(module, dm)
+    assert module.horizon == {"max_steps": 6, "max_epochs": 12, "both": 2}[bound]
+    assert module.iteration == module.horizon  # the run ends where the schedule does

@@ -17,12 +17,17 @@ def quiet(monkeypatch):
     torch.set_num_threads(1)
 
 
-def test_translate_then_fit_on_the_translated_source(tmp_path):
+@pytest.mark.parametrize("source_labels", [True, False], ids=["labelled", "unlabelled-in-the-cyclegan-recipe"])
+def test_translate_then_fit_on_the_translated_source(tmp_path, source_labels):
+    """The translate stage translates the labelled source even when the CycleGAN recipe reads it without labels
+    (as the BDL translation recipes do): the stage used to fail there, days into a real run."""
     run_dir = tmp_path / "run"
     translated_source = ("--data.init_args.sources=[{class_path: domadapt.data.translated.TranslatedDataset, "
                          "init_args: {root: '{{translate1}}'}}]")
+    gan_recipe = tiny_translation_recipe()
+    gan_recipe["data"]["init_args"]["sources"][0]["init_args"]["with_labels"] = source_labels
     run_pipeline({"run_dir": str(run_dir), "seed": 0, "stages": [
-        {"name": "cyclegan1", "type": "fit", "config": tiny_translation_recipe()},
+        {"name": "cyclegan1", "type": "fit", "config": gan_recipe},
         {"name": "translate1", "type": "translate", "inputs": {"generator": "cyclegan1"}, "batch_size": 8},
         {"name": "m0", "type": "fit", "config": tiny_recipe(1), "overrides": [translated_source]},
     ]})
