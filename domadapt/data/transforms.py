@@ -14,19 +14,62 @@ import albumentations as A
 import cv2
 import numpy as np
 from albumentations.pytorch import ToTensorV2
+from PIL import Image
 
 from domadapt.structures import IGNORE_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The released DeepLab-V2 code (BDL data/__init__.py:8, AdaptSegNet) feeds BGR 0-255 images minus IMG_MEAN =
+# (104.00698793, 116.66876762, 122.67891434) in BGR order: the same normalisation in [0, 1] units, RGB order (a
+# network with input_channels "bgr" reverses the channels after it).
+CAFFE_MEAN = (122.67891434 / 255, 116.66876762 / 255, 104.00698793 / 255)
+CAFFE_STD = (1 / 255, 1 / 255, 1 / 255)
 _INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}
+_PIL_FILTER = {"nearest": Image.NEAREST, "linear": Image.BILINEAR, "cubic": Image.BICUBIC, "area": Image.BOX}
+
+
+def shorter_side_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """``(height, width)`` with the shorter side ``side`` and the longer one ``int(side * long / short)`` (torchvision's
+    ``Scale``/``Resize(int)`` rule at the time of the DRT code)."""
+    if width < height:
+        return int(side * height / width), side
+    return side, int(side * width / height)
+
+
+class ShorterSideResize(A.DualTransform):
+    """Shorter side to ``side`` with Pillow's antialiased ``filter`` (image) and nearest (mask)."""
+
+    def __init__(self, side: int, filter: int = Image.BILINEAR, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.side, self.filter = side, filter
+
+    def _resize(self, img: np.ndarray, resample: int) -> np.ndarray:
+        h, w = shorter_side_size(img.shape[0], img.shape[1], self.side)
+        if (h, w) == img.shape[:2]:
+            return img
+        return np.array(Image.fromarray(img).resize((w, h), resample))  # writable, for ToTensorV2
+
+    def apply(self, img: np.ndarray, **params) -> np.ndarray:
+        return self._resize(img, self.filter)
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return self._resize(mask, Image.NEAREST)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("side", "filter")
 
 
 class Augment:
     """Callable image(/mask) pipeline: ``Augment(...)(image=HWC uint8, mask=HW uint8) -> dict``.
 
     Args:
-        resize: ``(height, width)`` to resize to first, or ``None``.
+        resize_shorter: resize first so that the shorter side is this long, keeping the aspect ratio (the
+            longer side truncated to an int), with Pillow, antialiased: torchvision's ``Resize(n)`` /
+            ``Scale(n)`` on a PIL image, as the released DRT code and most classification code resize.
+            ``interpolation`` picks the Pillow filter (masks: nearest).
+        resize: ``(height, width)`` to resize to first (after ``resize_shorter``), or ``None``; OpenCV,
+            not antialiased.
         scale: random rescale range ``(lo, hi)`` applied after ``resize`` (e.g. ``(0.5, 1.5)``).
         crop: ``(height, width)`` random crop (padded with 0 / 255 first if the image is smaller);
             in ``train=False`` mode a centre crop.
@@ -52,22 +95,27 @@ class Augment:
         std: tuple[float, float, float] = IMAGENET_STD,
         interpolation: Literal["nearest", "linear", "cubic", "area"] = "linear",
         train: bool = True,
+        resize_shorter: int | None = None,
     ) -> None:
         for name, v in (("resize", resize), ("crop", crop)):
             if v is not None and (len(v) != 2 or min(v) <= 0):
                 raise ValueError(f"Augment.{name}: expected (height, width) of positive ints, got {v}")
+        if resize_shorter is not None and resize_shorter <= 0:
+            raise ValueError(f"Augment.resize_shorter: expected a positive side length, got {resize_shorter}")
         if not 0.0 <= hflip <= 1.0:
             raise ValueError(f"Augment.hflip: expected a probability in [0, 1], got {hflip}")
         if color_jitter < 0:
             raise ValueError(f"Augment.color_jitter: expected >= 0, got {color_jitter}")
         self.resize, self.scale, self.crop, self.hflip = resize, scale, crop, hflip
         self.color_jitter, self.mean, self.std = color_jitter, tuple(mean), tuple(std)
-        self.interpolation, self.train = interpolation, train
+        self.interpolation, self.train, self.resize_shorter = interpolation, train, resize_shorter
         self.pipeline = A.Compose(self._ops())
 
     def _ops(self) -> list:
         interp = _INTERP[self.interpolation]
         ops: list = []
+        if self.resize_shorter is not None:
+            ops.append(ShorterSideResize(self.resize_shorter, _PIL_FILTER[self.interpolation]))
         if self.resize is not None:
             ops.append(A.Resize(*self.resize, interpolation=interp, mask_interpolation=cv2.INTER_NEAREST))
         if self.scale is not None and self.train:
@@ -101,7 +149,7 @@ class Augment:
         return self.pipeline(image=image, mask=mask)
 
     def __repr__(self) -> str:
-        return (f"Augment(resize={self.resize}, scale={self.scale}, crop={self.crop}, hflip={self.hflip}, "
+        return (f"Augment(resize_shorter={self.resize_shorter}, resize={self.resize}, scale={self.scale}, crop={self.crop}, hflip={self.hflip}, "
                 f"color_jitter={self.color_jitter}, train={self.train})")
 
     def __getstate__(self):  # pickle the description, rebuild the pipeline in the worker

@@ -26,6 +26,7 @@ from torch import nn
 from domadapt import schedules
 from domadapt.evaluation.metrics import MetricSet
 from domadapt.evaluation.validators import build_validators, check_validator_names
+from domadapt.released_sgd import ReleasedSGD
 from domadapt.structures import IGNORE_INDEX, NetOutput
 
 
@@ -95,7 +96,9 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         net: the network; returns :class:`~domadapt.structures.NetOutput` and declares ``task``,
             ``num_classes`` and ``num_features``. May offer ``param_groups(lr_mult_head)``.
         lr: base learning rate (backbone); the head gets ``lr * head_lr_mult``.
-        optimizer: ``"sgd"`` (momentum, Nesterov off) or ``"adam"``.
+        optimizer: ``"sgd"`` (momentum, Nesterov off), ``"adam"``, or ``"sgd_released"``: SGD as the released
+            DeepLab-V2 code (AdaptSegNet, ADVENT, BDL) ran it, each backbone parameter updated as many times per
+            step as its parameter listing repeats it (about 3x the nominal backbone rate; :mod:`domadapt.released_sgd`).
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
         betas: Adam betas.
@@ -116,12 +119,14 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
 
     #: Optimiser steps Lightning counts per training batch (manual methods with two optimisers set 2).
     optimizer_steps_per_batch: int = 1
+    #: Whether the method trains a multi-level network's auxiliary output (``net.multi_level``).
+    supports_multi_level: bool = False
 
     def __init__(
         self,
         net: nn.Module,
         lr: float = 0.01,
-        optimizer: Literal["sgd", "adam"] = "sgd",
+        optimizer: Literal["sgd", "sgd_released", "adam"] = "sgd",
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         betas: tuple[float, float] = (0.9, 0.999),
@@ -139,6 +144,10 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
             if not hasattr(net, attr):
                 raise TypeError(f"{type(self).__name__}.net: {type(net).__name__} has no `{attr}`; expected a "
                                 "domadapt network returning NetOutput(logits, features)")
+        if getattr(net, "multi_level", False) and not self.supports_multi_level:
+            raise ValueError(f"{type(self).__name__}.net: {type(net).__name__}(multi_level=True) has an auxiliary output "
+                             f"that {type(self).__name__} would not train; use OutputSpaceAdversarial or AdvEnt "
+                             "(AdaptSegNet / ADVENT multi-level), or multi_level=False")
         schedules.get_schedule(lr_schedule), schedules.get_schedule(adaptation_schedule)  # validate early
         validators = check_validator_names(validators, f"{type(self).__name__}.validators")
         self.save_hyperparameters(ignore=["net"] + self._hparams_ignore())
@@ -349,7 +358,14 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
             return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         if hp.optimizer == "adam":
             return torch.optim.Adam(groups, lr=lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-        raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {hp.optimizer!r}")
+        if hp.optimizer == "sgd_released":
+            if not hasattr(self.net, "released_lr_repeats"):
+                raise ValueError(f"optimizer: 'sgd_released' replays the released DeepLab-V2 code's parameter listing; "
+                                 f"{type(self.net).__name__} has none (use 'sgd')")
+            repeats = self.net.released_lr_repeats()
+            groups = [dict(g, repeats=[repeats.get(id(p), 1) for p in g["params"]]) for g in groups]
+            return ReleasedSGD(groups, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        raise ValueError(f"optimizer: expected 'sgd', 'sgd_released' or 'adam', got {hp.optimizer!r}")
 
     def lr_lambda(self, step: int) -> float:
         """Learning-rate factor after ``step`` scheduler steps (one per training iteration)."""

@@ -19,10 +19,12 @@ shapes unchanged:
   stage's dilation (1 in layer3, 2 in layer4); DeepLab-V2 dilates every block of the stage. We
   always follow DeepLab-V2 here (every 3x3 conv of layer3 has dilation 2, of layer4 dilation 4).
 
-Use ``caffe_style=True`` with weights converted from the Caffe model (BDL's / AdaptSegNet's
-``DeepLab_resnet_pretrained_init`` file, whose ``Scale.`` key prefix is stripped on load) and the
-default with torchvision's ImageNet weights. Module names follow the original code (``conv1`` ...
-``layer4``, classifier ``layer5`` with ``conv2d_list``), so released BDL checkpoints load as they are.
+Use ``caffe_style=True, input_channels="bgr"`` with weights converted from the Caffe model (BDL's /
+AdaptSegNet's ``DeepLab_resnet_pretrained_init`` file, whose ``Scale.`` key prefix is stripped on load) and
+the data normalised as that code does (``image[:, :, ::-1] - IMG_MEAN`` on 0-255 values: ``Augment(mean=
+CAFFE_MEAN, std=CAFFE_STD)``), and the defaults with torchvision's ImageNet weights. Module names follow the
+original code (``conv1`` ... ``layer4``, classifier ``layer5`` with ``conv2d_list``), so released BDL
+checkpoints load as they are.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from torch import nn
 from domadapt.models.grad_checkpoint import run_blocks
 from domadapt.models.groups import backbone_head_groups
 from domadapt.models.weights import WRAPPER_PREFIXES, load_weights
+from domadapt.released_sgd import released_repeats
 from domadapt.structures import NetOutput, Task
 
 FreezeBN = Literal["none", "affine", "stats"]
@@ -97,6 +100,11 @@ class DeepLabV2(nn.Module):
             ``layer5`` and the main one ``layer6``; otherwise the main one is ``layer5`` (BDL).
         caffe_style: stride on layer2's first 1x1 conv and a ceil-mode stem max-pool, as in the
             Caffe model (see the module docstring).
+        input_channels: ``"bgr"`` reverses the channels of the input first, for Caffe weights (the DeepLab
+            ImageNet+COCO file of BDL / AdaptSegNet), which expect BGR images. Inside the network, so
+            training, evaluation, pseudo-labelling, the translation stage's perceptual loss and export all
+            feed it the same way; the data keep RGB order, normalised with the Caffe mean in 0-255 units
+            (:data:`~domadapt.data.transforms.CAFFE_MEAN`, ``std`` :data:`~domadapt.data.transforms.CAFFE_STD`).
         upsample_logits: return logits bilinearly upsampled (``align_corners=True``, as BDL) to
             the input size; ``False`` returns them at 1/8 resolution. Also a plain attribute.
         gradient_checkpointing: recompute each residual block's activations in backward instead of
@@ -120,6 +128,7 @@ class DeepLabV2(nn.Module):
         freeze_bn: FreezeBN = "affine",
         multi_level: bool = False,
         caffe_style: bool = False,
+        input_channels: Literal["rgb", "bgr"] = "rgb",
         upsample_logits: bool = True,
         gradient_checkpointing: bool = False,
     ) -> None:
@@ -129,6 +138,9 @@ class DeepLabV2(nn.Module):
             raise ValueError(f"backbone={backbone!r}: expected 'resnet101' or 'resnet50'")
         if freeze_bn not in ("none", "affine", "stats"):
             raise ValueError(f"freeze_bn={freeze_bn!r}: expected 'none', 'affine' or 'stats'")
+        if input_channels not in ("rgb", "bgr"):
+            raise ValueError(f"input_channels={input_channels!r}: expected 'rgb' or 'bgr'")
+        self.input_channels = input_channels
         net = getattr(torchvision.models, backbone)(weights=None, replace_stride_with_dilation=[False, True, True])
         for layer, dilation in ((net.layer3, 2), (net.layer4, 4)):
             layer[0].conv2.dilation = layer[0].conv2.padding = (dilation, dilation)  # dilate every block
@@ -197,6 +209,8 @@ class DeepLabV2(nn.Module):
         (N, 1024, H/8, W/8))``; AdaptSegNet weights its segmentation loss by 0.1.
         """
         size = x.shape[-2:]
+        if self.input_channels == "bgr":
+            x = x.flip(1)  # RGB -> BGR, what Caffe-converted weights were trained on
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, 64, H/4, W/4)
         ckpt = self.gradient_checkpointing
         x = run_blocks([*self.layer1, *self.layer2], x, ckpt)  # (N, 512, H/8, W/8)
@@ -215,3 +229,8 @@ class DeepLabV2(nn.Module):
         """Backbone (trainable parameters only) at 1x, ASPP classifier(s) at ``lr_mult_head`` x (10 in BDL)."""
         heads = [self.layer5, self.layer6] if self.multi_level else [self.layer5]
         return backbone_head_groups(self._backbone(), heads, lr_mult_head)
+
+    def released_lr_repeats(self) -> dict[int, int]:
+        """Times the released code's optimiser lists each parameter, by ``id`` (backbone 3-4, head 1): what
+        ``optimizer: sgd_released`` replays (:mod:`domadapt.released_sgd`)."""
+        return released_repeats(self._backbone())

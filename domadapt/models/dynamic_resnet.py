@@ -23,6 +23,7 @@ from domadapt.models.grad_checkpoint import resnet_features
 from domadapt.layers.dynamic_conv import DynamicConv2d, DynamicMode, dynamic_parameters, set_progress
 from domadapt.models.classifier import ResNetArch
 from domadapt.models.digits import DigitsNet
+from domadapt.models.drt_checkpoint import from_drt_layout
 from domadapt.models.groups import trainable
 from domadapt.models.weights import load_weights, read_state_dict
 from domadapt.structures import NetOutput
@@ -148,9 +149,10 @@ class DynamicResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.num_features, num_classes)
         self.num_classes = num_classes
-        load_weights(self, weights, kind=arch, backbone_prefix="backbone.", head_prefixes=("head.",))
-        # DRT gives parameters found in the checkpoint 1x and new ones 10x: a dynamic checkpoint's
-        # attention and residuals are pretrained, a static one's are not.
+        load_weights(self, weights, kind=arch, backbone_prefix="backbone.", head_prefixes=("head.",),
+                     convert=from_drt_layout)  # the authors' dynamic ResNet-101 (resnet_dra.py keys) loads too
+        # DRT gives parameters found in the checkpoint 1x and new ones 10x (resnet_dra.py:104-117, 285-310): a dynamic
+        # checkpoint's attention and residuals are pretrained, a static one's are not.
         self.pretrained_dynamic = weights not in (None, "imagenet") and _has_dynamic_keys(weights)
 
     def forward(self, x: torch.Tensor) -> NetOutput:
@@ -238,8 +240,8 @@ def _split_groups(backbone: Sequence[nn.Module], new: list[nn.Parameter], head: 
 
 
 def _has_dynamic_keys(path: str) -> bool:
-    """Whether a weights file holds attention / residual tensors (a dynamic checkpoint)."""
-    return any(any(tag in k for tag in _DYNAMIC_KEYS) for k in read_state_dict(path))
+    """Whether a weights file holds attention / residual tensors (a dynamic checkpoint, ours or the authors')."""
+    return any(any(tag in k for tag in _DYNAMIC_KEYS) for k in from_drt_layout(read_state_dict(path)))
 
 
 __all__ = ["DynamicBlock", "DynamicDigitsNet", "DynamicResNet", "dynamic_from_conv"]

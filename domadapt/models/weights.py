@@ -24,7 +24,7 @@ import io
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -151,6 +151,7 @@ def load_weights(
     backbone_prefix: str = "",
     strip_prefixes: Sequence[str] = WRAPPER_PREFIXES,
     head_prefixes: Sequence[str] = (),
+    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> None:
     """Load ``weights`` into ``module`` in place.
 
@@ -168,6 +169,8 @@ def load_weights(
         head_prefixes: keys of the task head (e.g. ``"head."``). A head tensor whose shape differs
             (a model trained for another class count) keeps its initialisation, with a warning,
             instead of raising: a new label set needs a new head, a wrong backbone is a bug.
+        convert: renames a local file's keys (after wrapper prefixes are stripped) from another code base's
+            layout, e.g. :func:`~domadapt.models.drt_checkpoint.from_drt_layout`.
 
     Raises:
         ValueError: a tensor's shape differs from the module's (names the key and both shapes),
@@ -183,6 +186,8 @@ def load_weights(
     else:
         state, source = read_state_dict(weights), str(weights)
         state = _strip_wrappers(state, list(own), strip_prefixes)
+        if convert is not None:
+            state = convert(state)
     # The file's own old head (torchvision's ``fc.``) never belongs to the new network.
     state = {k: v for k, v in state.items() if not any(k.startswith(p) for p in ignore_prefixes)}
     if backbone_prefix and not any(k.startswith(backbone_prefix) for k in state):

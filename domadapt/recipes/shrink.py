@@ -1,9 +1,9 @@
 """A recipe made small for a smoke run, everything else as written.
 
 :func:`shrink` walks a recipe (or a pipeline stage's options) and changes exactly what a smoke run
-changes: every dataset reads at most ``images`` samples, every image size (``resize``, ``crop``,
-``size``, ``output_size``, ``eval_input_size``) is multiplied by ``scale``, batch sizes are capped at
-``images``, and network weights that would need a download (``weights: imagenet``) become a random
+changes: every dataset reads at most ``images`` samples, every image size (``resize``, ``crop``, ``size``,
+``output_size``, ``eval_input_size``, ``resize_shorter``) is multiplied by ``scale``, batch sizes are capped
+at ``images``, and network weights that would need a download (``weights: imagenet``) become a random
 initialisation. Each change of the last kind is reported, so the smoke output can say so.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 
 from domadapt.recipes.roots import is_dataset
 
-SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size", "eval_input_size"})
+SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size", "eval_input_size"})  # (height, width) pairs
+SIDE_KEYS = frozenset({"resize_shorter"})  # one side length
 BATCH_KEYS = frozenset({"batch_size", "target_batch_size", "eval_batch_size"})
 WEIGHT_KEYS = frozenset({"weights", "encoder_weights"})
 MIN_SIDE = 32  # smallest scaled side: DeepLabV2 (stride 8) and the 5-layer discriminators still fit
@@ -49,6 +50,8 @@ def shrink(node: Any, how: Shrink) -> Any:
     for key, value in node.items():
         if key in SIZE_KEYS and _is_size(value):
             value = [how.side(v) for v in value]
+        elif key in SIDE_KEYS and isinstance(value, int) and not isinstance(value, bool):
+            value = how.side(value)
         elif key in BATCH_KEYS and isinstance(value, int) and not isinstance(value, bool):
             value = min(value, how.images)
         elif key in WEIGHT_KEYS and isinstance(value, str) and not Path(value).expanduser().is_file():

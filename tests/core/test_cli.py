@@ -121,3 +121,25 @@ def test_python_dash_m_is_the_same_command():
 
 def test_data_unknown_subcommand():
     assert main(["data", "frobnicate"]) == 2
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if r.startswith("segmentation/")])
+def test_the_official_caffe_weights_instructions_of_a_header_resolve_to_the_released_input(recipe, tmp_path):
+    """The header's command-line lines for the DeepLab ImageNet+COCO file parse and give the network and every
+    transform what the released code feeds it (BGR, 0-255 minus the Caffe mean)."""
+    from domadapt.data.transforms import CAFFE_MEAN, CAFFE_STD
+    from domadapt.recipes import resolve_args
+    from domadapt.recipes.resolve import lookup
+
+    lines = [line[1:].strip() for line in (ROOT / "recipes" / recipe).read_text().splitlines()
+             if line.startswith("#   --")]
+    args = [a for line in lines for a in line.split() if a.startswith("--")]
+    args = [a.replace("/path/to/DeepLab_resnet_pretrained_init-f81d91e8.pth", str(tmp_path / "init.pth")) for a in args]
+    expanded = [a.replace(".T.", f".{t}.") for a in args for t in (["train_transform", "target_transform",
+                                                                     "eval_transform"] if ".T." in a else [""])]
+    cfg = resolve_args(["--config", str(ROOT / "recipes" / recipe), *expanded])
+    net = lookup(cfg, "model.init_args.net.init_args")
+    assert (net["caffe_style"], net["input_channels"], net["weights"]) == (True, "bgr", str(tmp_path / "init.pth"))
+    for t in ("train_transform", "target_transform", "eval_transform"):
+        assert lookup(cfg, f"data.init_args.{t}.init_args.mean") == pytest.approx(CAFFE_MEAN, abs=1e-6)
+        assert lookup(cfg, f"data.init_args.{t}.init_args.std") == pytest.approx(CAFFE_STD, abs=1e-7)

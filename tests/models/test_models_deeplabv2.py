@@ -154,3 +154,34 @@ def test_bdl_init_file_loads_the_backbone_and_reinitialises_a_21_class_classifie
             assert value.shape[0] == 19
         else:
             assert torch.equal(value, ref[key]), key
+
+
+def test_caffe_weights_see_the_released_input_bgr_0_255_minus_the_caffe_mean(tmp_path):
+    """The official DeepLab init end to end: our RGB data pipeline with the Caffe normalisation and
+    `input_channels="bgr"` feeds the network exactly what the released loader feeds it
+    (BDL data/gta5_dataset.py:37-49: `image[:, :, ::-1] - IMG_MEAN`, 0-255 values, BGR order)."""
+    import numpy as np
+
+    from domadapt.data.transforms import CAFFE_MEAN, CAFFE_STD, Augment
+
+    torch.manual_seed(2)
+    init = DeepLabV2("resnet50", num_classes=21, caffe_style=True, freeze_bn="affine").eval()
+    path = tmp_path / "DeepLab_resnet_pretrained_init.pth"
+    torch.save({f"Scale.{k}": v for k, v in init.state_dict().items()}, path)  # the official key layout
+    with pytest.warns(UserWarning, match="layer5"):
+        ours = DeepLabV2("resnet50", num_classes=19, caffe_style=True, input_channels="bgr", weights=str(path)).eval()
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)  # RGB, as decoded
+    x = Augment(mean=CAFFE_MEAN, std=CAFFE_STD, train=False)(image=image)["image"][None]
+    img_mean = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)  # BDL data/__init__.py:8
+    released = (image.astype(np.float32)[:, :, ::-1] - img_mean).transpose(2, 0, 1).copy()
+    torch.testing.assert_close(x[0].flip(0), torch.from_numpy(released), rtol=0, atol=1e-3)  # what conv1 sees
+    with torch.no_grad():
+        got, want = ours(x).features, init(torch.from_numpy(released)[None]).features
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max()  # float32 rounding of 0-255 inputs only
+        rgb = DeepLabV2("resnet50", num_classes=19, caffe_style=True, weights=str(path)).eval()
+        assert not torch.allclose(rgb(x).features, ours(x).features, atol=1e-2)  # the channel order matters
+
+
+def test_input_channels_is_checked():
+    with pytest.raises(ValueError, match="input_channels='brg'"):
+        DeepLabV2("resnet50", input_channels="brg")

@@ -74,7 +74,8 @@ def test_bdl_pipelines_run_on_a_tree_made_by_other_means(tmp_path, monkeypatch, 
 
     assert [check([name, str(data / name)]) for name in ("cityscapes", "synthia")] == [0, 0]
     code = main(["smoke", "recipes/bdl/gta5_to_cityscapes.yaml", "recipes/bdl/synthia_to_cityscapes.yaml",
-                 "--data-root", str(data), "--scale", str(SCALE), "--work-dir", str(tmp_path / "work")])
+                 "--data-root", str(data), "--scale", str(SCALE), "--images", "2",  # 2 GTA5 / SYNTHIA fixture frames
+                 "--work-dir", str(tmp_path / "work")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count("ok   recipes/bdl/") == 2 and "15/15 stages" in out and "2 of 2 recipes ran" in out
