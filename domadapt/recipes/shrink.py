@@ -3,8 +3,9 @@
 :func:`shrink` walks a recipe (or a pipeline stage's options) and changes exactly what a smoke run
 changes: every dataset reads at most ``images`` samples, every image size (``resize``, ``crop``, ``size``,
 ``output_size``, ``eval_input_size``, ``resize_shorter``) is multiplied by ``scale``, batch sizes are capped
-at ``images``, and network weights that would need a download (``weights: imagenet``) become a random
-initialisation. Each change of the last kind is reported, so the smoke output can say so.
+at ``images``, loader workers at :data:`MAX_WORKERS`, and network weights that would need a download
+(``weights: imagenet``) become a random initialisation. Each change of the last kind is reported, so the smoke
+output can say so.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size", "eval_input_size
 SIDE_KEYS = frozenset({"resize_shorter"})  # one side length
 BATCH_KEYS = frozenset({"batch_size", "target_batch_size", "eval_batch_size"})
 WEIGHT_KEYS = frozenset({"weights", "encoder_weights"})
+MAX_WORKERS = 2  # loader worker processes: the worker path still runs, a few images need no more
 MIN_SIDE = 32  # smallest scaled side: DeepLabV2 (stride 8) and the 5-layer discriminators still fit
 
 
@@ -54,7 +56,9 @@ def shrink(node: Any, how: Shrink) -> Any:
             value = how.side(value)
         elif key in BATCH_KEYS and isinstance(value, int) and not isinstance(value, bool):
             value = min(value, how.images)
-        elif key in WEIGHT_KEYS and isinstance(value, str) and not Path(value).expanduser().is_file():
+        elif key == "num_workers" and isinstance(value, int) and not isinstance(value, bool):
+            value = min(value, MAX_WORKERS)
+        elif key in WEIGHT_KEYS and _is_download(value):
             how.replaced_weights.add(value)
             value = None
         else:
@@ -65,6 +69,12 @@ def shrink(node: Any, how: Shrink) -> Any:
         args["limit"] = min(args.get("limit") or how.images, how.images)
         out["init_args"] = args
     return out
+
+
+def _is_download(value: Any) -> bool:
+    """A weights *name* (``imagenet``, an smp encoder's ``ssl`` …), not a local path: a missing file stays an error."""
+    return isinstance(value, str) and value.lower() not in ("none", "null", "") and "/" not in value \
+        and not Path(value).suffix
 
 
 def _is_size(value: Any) -> bool:

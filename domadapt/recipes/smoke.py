@@ -8,7 +8,8 @@ test of every fit stage). Real-data recipes read ``$DOMADAPT_DATA``, pointed at 
 tree synthesised in the official formats (:func:`domadapt.data.synth.synthesize`).
 
 One line per recipe: ``ok`` or ``FAIL``, stages run, seconds, and on failure the stage and the
-one-line error. The full output of each recipe goes to ``<work dir>/<recipe>/smoke.log``.
+one-line error. The full output of each recipe goes to ``<work dir>/<recipe>/smoke.log``; without ``--work-dir``
+each recipe's folder is deleted once its line is printed (a failure's log tail goes to stderr first).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytorch_lightning as pl
 import yaml
 
 from domadapt.recipes.listing import DATA_VARIABLE, is_pipeline
 from domadapt.recipes.shrink import Shrink, shrink
 
 DATASET_DIRS = ("gta5", "cityscapes", "synthia", "domainnet")  # $DOMADAPT_DATA/<name>, as the recipes read it
+LOG_TAIL = 25  # lines of a failed recipe's log shown when no --work-dir keeps it
 
 
 @dataclass
@@ -105,10 +108,25 @@ def smoke_recipe(recipe: str | Path, work_dir: str | Path, steps: int = 2, scale
                        tuple(sorted(how.replaced_weights)))
 
 
+class TrainBatches(pl.Callback):
+    """Exactly ``n`` training batches per epoch.
+
+    ``--trainer.limit_train_batches=1`` cannot say it: jsonargparse parses the 1 (on the command line or in YAML)
+    into ``1.0``, which Lightning reads as 100 % of the batches. Set in ``setup``, before any loader is built.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = int(n)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        trainer.limit_train_batches = self.n
+
+
 def trainer_overrides(steps: int) -> list[str]:
     """Arguments applied last to every Lightning stage: ``steps`` training batches, a short validation and
     test, no progress bars."""
-    return [f"--trainer.limit_train_batches={steps}", "--trainer.max_epochs=1", "--trainer.max_steps=-1",
+    return [f"--trainer.callbacks+={{class_path: {TrainBatches.__module__}.TrainBatches, init_args: {{n: {steps}}}}}",
+            "--trainer.max_epochs=1", "--trainer.max_steps=-1",
             "--trainer.val_check_interval=1.0", "--trainer.check_val_every_n_epoch=1",
             "--trainer.limit_val_batches=2", "--trainer.limit_test_batches=2", "--trainer.num_sanity_val_steps=0",
             "--trainer.log_every_n_steps=1", "--trainer.enable_progress_bar=false",
@@ -217,8 +235,14 @@ def main(argv: list[str] | None = None) -> int:
         stack.enter_context(data_environment(data.resolve()))
         results = []
         for i, recipe in enumerate(args.recipes):
-            results.append(smoke_recipe(recipe, work / f"{i:02d}_{recipe.stem}", args.steps, args.scale, args.images))
+            folder = work / f"{i:02d}_{recipe.stem}"
+            results.append(smoke_recipe(recipe, folder, args.steps, args.scale, args.images))
             print(results[-1].line(), flush=True)
+            if args.work_dir is None:  # nothing is kept: show a failure's log now, free the disk for the next recipe
+                if not results[-1].ok:
+                    tail = (folder / "smoke.log").read_text(errors="replace").splitlines()[-LOG_TAIL:]
+                    print("\n".join(f"  | {line}" for line in tail), file=sys.stderr)
+                shutil.rmtree(folder, ignore_errors=True)
     failed = sum(not r.ok for r in results)
     if len(results) > 1:
         print(f"smoke: {len(results) - failed} of {len(results)} recipes ran" + (f", {failed} failed" if failed else ""))

@@ -32,6 +32,7 @@ def test_recipe_runs_end_to_end(recipe, data_root, tmp_path, monkeypatch):
     scale = SCALE if uses_real_data(recipe) else 1.0
     with data_environment(data_root):
         result = smoke_recipe(recipe, tmp_path / "smoke", steps=2, scale=scale)
+    _drop_checkpoints(tmp_path / "smoke")
     assert result.ok, result.line() + "\n" + (tmp_path / "smoke/smoke.log").read_text()[-3000:]
     assert result.stages_run == result.stages_total > 0
     summary = json.loads((tmp_path / "smoke/run/summary.json").read_text())
@@ -39,6 +40,12 @@ def test_recipe_runs_end_to_end(recipe, data_root, tmp_path, monkeypatch):
     assert fits and all(s["outputs"].get("model_sha256") for s in fits)  # every fit stage saved its final model
     evaluated = [s for s in fits if any(k.startswith(("test/", "fit/val/")) for k in s["metrics"])]
     assert evaluated, "every recipe evaluates a model (its test split, or validation for a translation model)"
+
+
+def _drop_checkpoints(folder: Path) -> None:
+    """Checkpoints of a finished smoke run (ResNet-101 ones are hundreds of MB each; 50+ recipes would fill a disk)."""
+    for path in folder.rglob("*.ckpt"):
+        path.unlink()
 
 
 def _independent_tree(root: Path) -> Path:
@@ -77,6 +84,7 @@ def test_bdl_pipelines_run_on_a_tree_made_by_other_means(tmp_path, monkeypatch, 
                  "--data-root", str(data), "--scale", str(SCALE), "--images", "2",  # 2 GTA5 / SYNTHIA fixture frames
                  "--work-dir", str(tmp_path / "work")])
     out = capsys.readouterr().out
+    _drop_checkpoints(tmp_path / "work")
     assert code == 0, out
     assert out.count("ok   recipes/bdl/") == 2 and "15/15 stages" in out and "2 of 2 recipes ran" in out
 
