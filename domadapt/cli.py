@@ -32,7 +32,7 @@ from domadapt.io import DataError
 from domadapt.quiet import quiet_third_party
 
 EXTRA_COMMANDS = {
-    "data": "inspect datasets on disk (`domadapt data check NAME ROOT`)",
+    "data": "inspect datasets on disk or write a small official-format one (`domadapt data {check,synth} NAME ROOT`)",
     "demo": "quickstart: source-only vs adapted on embedded data",
     "export": "checkpoint -> TorchScript / ONNX (`domadapt export --ckpt PATH --format onnx`)",
     "smoke": "run recipes end to end at a small scale (`domadapt smoke RECIPE... [--data-root D] [--scale S]`)",
