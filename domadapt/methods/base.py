@@ -66,6 +66,7 @@ class TrainingProgress:
     (``None``: the run's length, :func:`iterations_horizon`) and that takes ``optimizer_steps_per_batch`` optimiser
     steps per batch; what every learning-rate and loss-weight schedule reads."""
 
+    #: Optimiser steps Lightning counts per training batch (manual methods with two optimisers set 2).
     optimizer_steps_per_batch: int = 1
     _horizon: tuple[int, int] | None = None  # (id(trainer), horizon): one trainer, one horizon
 
@@ -117,8 +118,6 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
             monitor). ``agreement`` needs a method with two heads (``eval_heads(x) -> list[Tensor]``).
     """
 
-    #: Optimiser steps Lightning counts per training batch (manual methods with two optimisers set 2).
-    optimizer_steps_per_batch: int = 1
     #: Whether the method trains a multi-level network's auxiliary output (``net.multi_level``).
     supports_multi_level: bool = False
 

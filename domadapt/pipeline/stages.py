@@ -20,8 +20,6 @@ returns the record that goes into ``DONE.json`` (``outputs`` with paths relative
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 from collections.abc import Callable
@@ -130,19 +128,12 @@ def preflight(stage: StageSpec, ctx: RunContext) -> None:
     """
     if stage.type == "translate" and stage.config is None and "dataset" in stage.options:
         return
-    from domadapt.cli import run_lightning
+    from domadapt.recipes.resolve import resolve_args  # the same parse as --print_config
 
-    args = [*recipe_args(stage, ctx, pending=True), *_dir_args(ctx.stage_dir(stage.name), True), "--print_config"]
-    out, err = io.StringIO(), io.StringIO()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            run_lightning(args, run=False)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            text = err.getvalue()
-            text = text[text.find("error:"):] if "error:" in text else text
-            raise PipelineError(f"stage {stage.name!r} ({stage.type}): its recipe arguments do not parse: "
-                                f"{' '.join(text.split())[:400]}") from None
+        resolve_args([*recipe_args(stage, ctx, pending=True), *_dir_args(ctx.stage_dir(stage.name), True)])
+    except ValueError as e:
+        raise PipelineError(f"stage {stage.name!r} ({stage.type}): its recipe arguments do not parse: {e}") from None
 
 
 def load_weights(module: torch.nn.Module, checkpoint: Path, network_only: bool = False) -> None:

@@ -26,14 +26,17 @@ def is_pipeline(path: str | Path) -> bool:
     return "stages" in read_yaml_mapping(path, "a recipe (a YAML mapping)")
 
 
-def uses_real_data(path: str | Path) -> bool:
-    """``True`` when the recipe (or a recipe file one of its stages names) reads ``$DOMADAPT_DATA``."""
+def recipe_files(path: str | Path) -> list[Path]:
+    """The recipe and, for a pipeline, every recipe file its stages name (in stage order, each once)."""
     path = Path(path)
-    if DATA_VARIABLE in path.read_text():
-        return True
     if not is_pipeline(path):
-        return False
+        return [path]
     from domadapt.pipeline.config import load_pipeline
 
-    return any(isinstance(s.config, Path) and DATA_VARIABLE in s.config.read_text()
-               for s in load_pipeline(path).stages)
+    stages = [s.config for s in load_pipeline(path).stages if isinstance(s.config, Path)]
+    return [path, *dict.fromkeys(stages)]
+
+
+def uses_real_data(path: str | Path) -> bool:
+    """``True`` when the recipe (or a recipe file one of its stages names) reads ``$DOMADAPT_DATA``."""
+    return any(DATA_VARIABLE in p.read_text() for p in recipe_files(path))

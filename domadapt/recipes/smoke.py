@@ -28,7 +28,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import yaml
 
-from domadapt.recipes.listing import DATA_VARIABLE, is_pipeline
+from domadapt.recipes.listing import DATA_VARIABLE, is_pipeline, recipe_files
 from domadapt.recipes.shrink import Shrink, shrink
 
 DATASET_DIRS = ("gta5", "cityscapes", "synthia", "domainnet")  # $DOMADAPT_DATA/<name>, as the recipes read it
@@ -182,14 +182,8 @@ def data_environment(data_root: Path):
 
 def needed_datasets(recipes: list[Path]) -> list[str]:
     """The ``$DOMADAPT_DATA/<name>`` trees the recipes (and their stages' recipes) read."""
-    from domadapt.pipeline.config import load_pipeline
-
-    texts = []
-    for r in recipes:
-        texts.append(r.read_text())
-        if is_pipeline(r):
-            texts += [s.config.read_text() for s in load_pipeline(r).stages if isinstance(s.config, Path)]
-    found = set(re.findall(r"\$\{?" + DATA_VARIABLE + r"\}?/(\w+)", "\n".join(texts)))
+    text = "\n".join(p.read_text() for r in recipes for p in recipe_files(r))
+    found = set(re.findall(r"\$\{?" + DATA_VARIABLE + r"\}?/(\w+)", text))
     return [n for n in DATASET_DIRS if n in found]
 
 

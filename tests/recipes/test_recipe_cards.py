@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from domadapt.recipes import is_pipeline, list_recipes, resolve_recipe, uses_real_data
+from domadapt.recipes import list_recipes, resolve_recipe, uses_real_data
+from domadapt.recipes.listing import recipe_files
 from domadapt.recipes.cards import TOPICS, check_card, header, load_cards, same, validate_card
-from domadapt.pipeline.config import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
@@ -30,11 +30,7 @@ def test_recipe_resolves_to_its_card(recipe):
 
 
 def _headers(recipe: str) -> str:
-    path = RECIPES / recipe
-    texts = [header(path)]
-    if is_pipeline(path):
-        texts += [header(s.config) for s in load_pipeline(path).stages if isinstance(s.config, Path)]
-    return "\n".join(texts).lower()
+    return "\n".join(header(p) for p in recipe_files(RECIPES / recipe)).lower()
 
 
 @pytest.mark.parametrize("recipe", REAL)
