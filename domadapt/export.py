@@ -11,11 +11,14 @@ so the module is rebuilt from a config, the way ``domadapt predict --config … 
    ``net``) overridden by the checkpoint's hyper-parameters (what the weights were trained with);
 3. the weights are loaded strictly from ``state_dict``.
 
-The exported graph is ``module.eval_logits(x)`` in eval mode (MCD averages its two classifiers, DRT
-picks a classifier per sample), ``(N, 3, H, W)`` image -> ``(N, K)`` / ``(N, K, h, w)`` logits. Only
-the batch dimension is dynamic in ONNX; TorchScript is traced (``torch.jit.trace``), so data-dependent
-Python control flow is frozen at the traced input. ``eval_input_size`` resizing and upsampling to the
-label size (``predict_logits``) are not part of the file: feed images at the size the model expects.
+The exported graph is the one prediction path, ``module.predict_probabilities(x, output_size)`` in eval mode
+(:mod:`domadapt.evaluation.inference`: MCD averages its two classifiers, DRT picks a classifier per sample; a
+segmentation net runs at its native output stride, its softmax probabilities upsampled once, bilinearly with
+``align_corners=True``, to ``output_size``: the input size unless ``--output-size`` names the label size, e.g.
+``1024 2048`` for Cityscapes), ``(N, 3, H, W)`` image -> ``(N, K)`` / ``(N, K, *output_size)`` probabilities. The
+image resize of the evaluation transform is not part of the file: feed images at the size the model was evaluated
+at. Only the batch dimension is dynamic in ONNX; TorchScript is traced (``torch.jit.trace``), so data-dependent
+Python control flow is frozen at the traced input.
 
 Checkpoints are unpickled (``torch.load(weights_only=False)``): export only checkpoints you trust.
 """
@@ -46,22 +49,27 @@ class ExportError(ValueError):
     """A checkpoint or config that cannot be exported; the message names the file and what is missing."""
 
 
-class EvalLogits(nn.Module):
-    """A module's evaluation path as a plain ``nn.Module``: ``forward(x) = module.eval_logits(x)``.
+class EvalProbabilities(nn.Module):
+    """A module's prediction path as a plain ``nn.Module``:
+    ``forward(x) = module.predict_probabilities(x, output_size)``.
+
+    Args:
+        module: a :class:`~domadapt.methods.base.DomainAdaptationModule`.
+        output_size: ``(H, W)`` of segmentation outputs; ``None`` = the input's size.
 
     Shape:
-        ``(N, C, H, W)`` -> ``(N, K)`` or ``(N, K, h, w)`` logits.
+        ``(N, C, H, W)`` -> ``(N, K)`` or ``(N, K, *output_size)`` probabilities.
     """
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, output_size: tuple[int, int] | None = None) -> None:
         super().__init__()
-        if not callable(getattr(module, "eval_logits", None)):
-            raise ExportError(f"export: {type(module).__name__} has no eval_logits(); export covers the adaptation "
-                              "methods (DomainAdaptationModule subclasses)")
-        self.module = module
+        if not callable(getattr(module, "predict_probabilities", None)):
+            raise ExportError(f"export: {type(module).__name__} has no predict_probabilities(); export covers the "
+                              "adaptation methods (DomainAdaptationModule subclasses)")
+        self.module, self.output_size = module, output_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module.eval_logits(x)
+        return self.module.predict_probabilities(x, self.output_size)
 
 
 # --- rebuilding the module -------------------------------------------------------------------------
@@ -151,11 +159,8 @@ def build_module(ckpt: str | Path, config: str | Path | None = None) -> tuple[nn
     return module.eval(), cfg_path
 
 
-def input_size_of(module: nn.Module, config: dict[str, Any]) -> tuple[int, int] | None:
-    """``eval_input_size`` of the module, else the config's evaluation transform ``resize`` / ``crop``."""
-    size = (getattr(module, "hparams", None) or {}).get("eval_input_size")
-    if size:
-        return int(size[0]), int(size[1])
+def input_size_of(config: dict[str, Any]) -> tuple[int, int] | None:
+    """The image size the config's evaluation transform produces (its ``crop``, else its ``resize``)."""
     transform = (((config.get("data") or {}).get("init_args") or {}).get("eval_transform") or {})
     args = transform.get("init_args") or {} if isinstance(transform, dict) else {}
     for key in ("crop", "resize"):
@@ -174,15 +179,17 @@ def _quiet_jit() -> Iterator[None]:
         yield
 
 
-def export_module(module: nn.Module, path: str | Path, fmt: ExportFormat, example: torch.Tensor) -> Path:
-    """Write ``module``'s evaluation path to ``path`` atomically.
+def export_module(module: nn.Module, path: str | Path, fmt: ExportFormat, example: torch.Tensor,
+                  output_size: tuple[int, int] | None = None) -> Path:
+    """Write ``module``'s prediction path (:class:`EvalProbabilities`) to ``path`` atomically.
 
     Args:
-        module: a method with ``eval_logits`` (put in eval mode here).
+        module: a method with ``predict_probabilities`` (put in eval mode here).
         path: output file.
         fmt: ``"torchscript"`` (``torch.jit.trace``) or ``"onnx"`` (``torch.onnx.export``, opset
-            :data:`ONNX_OPSET`, input ``image`` / output ``logits``, dynamic batch axis).
+            :data:`ONNX_OPSET`, input ``image`` / output ``probabilities``, dynamic batch axis).
         example: ``(N, C, H, W)`` example input (``N >= 2``, so that the batch size is not specialised).
+        output_size: ``(H, W)`` of segmentation outputs; ``None`` = the example's size.
 
     Returns:
         ``path``.
@@ -191,7 +198,7 @@ def export_module(module: nn.Module, path: str | Path, fmt: ExportFormat, exampl
 
     if fmt not in SUFFIX:
         raise ExportError(f"--format: expected 'torchscript' or 'onnx', got {fmt!r}")
-    wrapper = EvalLogits(module.eval()).eval()
+    wrapper = EvalProbabilities(module.eval(), output_size).eval()
     # A LightningModule's `trainer` property raises when detached; tracing walks every attribute.
     # Lightning's own to_torchscript() sets this flag for the same reason.
     module._jit_is_scripting = True
@@ -214,7 +221,7 @@ def _onnx_export(wrapper: nn.Module, example: torch.Tensor, path: str, name: str
         raise ExportError("--format onnx needs onnx and onnxscript: pip install 'domadapt[export]'") from None
     batch = torch.export.Dim("batch", min=1)
     try:
-        torch.onnx.export(wrapper, (example,), path, input_names=["image"], output_names=["logits"],
+        torch.onnx.export(wrapper, (example,), path, input_names=["image"], output_names=["probabilities"],
                           opset_version=ONNX_OPSET, dynamic_shapes={"x": {0: batch}}, dynamo=True,
                           external_data=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - the exporter's many error types, one line (TorchScript may still work)
@@ -223,7 +230,7 @@ def _onnx_export(wrapper: nn.Module, example: torch.Tensor, path: str, name: str
 
 
 def run_exported(path: str | Path, fmt: ExportFormat, x: torch.Tensor) -> torch.Tensor:
-    """Logits of an exported file on ``x`` (ONNX through onnxruntime, CPU)."""
+    """Probabilities of an exported file on ``x`` (ONNX through onnxruntime, CPU)."""
     if fmt == "torchscript":
         with torch.no_grad(), _quiet_jit():
             return torch.jit.load(str(path), map_location="cpu")(x.cpu())
@@ -235,32 +242,37 @@ def run_exported(path: str | Path, fmt: ExportFormat, x: torch.Tensor) -> torch.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``domadapt export --ckpt PATH --format {torchscript,onnx} [--out FILE] [--input-size H W] [--config RECIPE]``."""
-    p = argparse.ArgumentParser(prog="domadapt export", description="Export a checkpoint's evaluation path "
-                                "(eval_logits) as a TorchScript or ONNX file and check it against the checkpoint.")
+    """``domadapt export --ckpt PATH --format {torchscript,onnx} [--out FILE] [--input-size H W] [--output-size H W]
+    [--config RECIPE]``."""
+    p = argparse.ArgumentParser(prog="domadapt export", description="Export a checkpoint's prediction path (class "
+                                "probabilities, as validation, test and pseudo-labelling compute them) as a "
+                                "TorchScript or ONNX file and check it against the checkpoint.")
     p.add_argument("--ckpt", required=True, help="Lightning checkpoint of a domadapt method")
     p.add_argument("--format", required=True, choices=sorted(SUFFIX), help="TorchScript (traced) or ONNX")
     p.add_argument("--out", default=None, help="output file (default: the checkpoint's path with .pt / .onnx)")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), default=None,
-                   help="image size of the example input (default: eval_input_size or the eval transform's "
-                        "crop/resize from the config)")
+                   help="image size of the example input (default: the eval transform's crop/resize from the config)")
+    p.add_argument("--output-size", nargs=2, type=int, metavar=("H", "W"), default=None,
+                   help="segmentation: size of the probability maps, e.g. the label size 1024 2048 for Cityscapes "
+                        "(default: the input size)")
     p.add_argument("--config", default=None, help="recipe/config with the `model` section (default: the run's "
                    "config.yaml next to the checkpoint)")
     p.add_argument("--batch-size", type=int, default=2, help="batch of the example input (default: %(default)s)")
     args = p.parse_args(list(argv) if argv is not None else None)
     try:
         module, cfg_path = build_module(args.ckpt, args.config)
-        size = tuple(args.input_size) if args.input_size else input_size_of(module, _read_yaml(cfg_path))
+        size = tuple(args.input_size) if args.input_size else input_size_of(_read_yaml(cfg_path))
         if size is None:
-            raise ExportError(f"{cfg_path}: the input size is unknown (no eval_input_size, no eval transform "
-                              "crop/resize); pass --input-size H W")
+            raise ExportError(f"{cfg_path}: the input size is unknown (no eval transform crop/resize); "
+                              "pass --input-size H W")
+        output_size = tuple(args.output_size) if args.output_size else tuple(size)
         out = Path(args.out) if args.out else Path(args.ckpt).with_suffix(SUFFIX[args.format])
         torch.manual_seed(0)
         example = torch.randn(max(args.batch_size, 2), 3, *size)
-        export_module(module, out, args.format, example)
+        export_module(module, out, args.format, example, output_size)
         check = torch.randn(example.shape[0] + 1, 3, *size)  # another batch size: the batch axis is dynamic
         with torch.no_grad():
-            ref = module.eval_logits(check)
+            ref = module.predict_probabilities(check, output_size)
         try:
             diff = f"{(run_exported(out, args.format, check) - ref).abs().max().item():.3g}"
         except ImportError:
@@ -269,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"domadapt export: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({args.format}, {type(module).__name__} from {cfg_path}, input N x 3 x {size[0]} x {size[1]})")
-    print(f"max |exported - checkpoint| logits on a random batch of {check.shape[0]}: {diff}")
+    print(f"max |exported - checkpoint| probabilities on a random batch of {check.shape[0]}: {diff}")
     return 0
 
 
-__all__ = ["EvalLogits", "ExportError", "build_module", "export_module", "find_run_config", "input_size_of",
+__all__ = ["EvalProbabilities", "ExportError", "build_module", "export_module", "find_run_config", "input_size_of",
            "main", "run_exported"]

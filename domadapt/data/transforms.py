@@ -13,6 +13,7 @@ from typing import Literal
 import albumentations as A
 import cv2
 import numpy as np
+import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
@@ -37,17 +38,24 @@ def shorter_side_size(height: int, width: int, side: int) -> tuple[int, int]:
     return side, int(side * width / height)
 
 
-class ShorterSideResize(A.DualTransform):
-    """Shorter side to ``side`` with Pillow's antialiased ``filter`` (image) and nearest (mask)."""
+class PillowResize(A.DualTransform):
+    """Resize with Pillow: the image with the antialiased ``filter``, the mask nearest-neighbour (``Image.resize``
+    as the released BDL / AdaptSegNet / DRT loaders call it), to ``size = (height, width)`` or, with ``side``, the
+    shorter side to ``side`` (:func:`shorter_side_size`)."""
 
-    def __init__(self, side: int, filter: int = Image.BILINEAR, p: float = 1.0) -> None:
+    def __init__(self, size: tuple[int, int] | None = None, side: int | None = None, filter: int = Image.BICUBIC,
+                 p: float = 1.0) -> None:
         super().__init__(p=p)
-        self.side, self.filter = side, filter
+        if (size is None) == (side is None):
+            raise ValueError("PillowResize: give exactly one of size=(height, width) and side")
+        self.size, self.side, self.filter = size, side, filter
 
     def _resize(self, img: np.ndarray, resample: int) -> np.ndarray:
-        h, w = shorter_side_size(img.shape[0], img.shape[1], self.side)
+        h, w = shorter_side_size(img.shape[0], img.shape[1], self.side) if self.side else self.size
         if (h, w) == img.shape[:2]:
             return img
+        if img.ndim == 3 and img.shape[2] not in (3, 4):  # Pillow has no mode for these: one channel at a time
+            return np.stack([self._resize(img[..., c], resample) for c in range(img.shape[2])], axis=-1)
         return np.array(Image.fromarray(img).resize((w, h), resample))  # writable, for ToTensorV2
 
     def apply(self, img: np.ndarray, **params) -> np.ndarray:
@@ -57,7 +65,7 @@ class ShorterSideResize(A.DualTransform):
         return self._resize(mask, Image.NEAREST)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("side", "filter")
+        return ("size", "side", "filter")
 
 
 class Augment:
@@ -65,12 +73,12 @@ class Augment:
 
     Args:
         resize_shorter: resize first so that the shorter side is this long, keeping the aspect ratio (the
-            longer side truncated to an int), with Pillow, antialiased: torchvision's ``Resize(n)`` /
-            ``Scale(n)`` on a PIL image, as the released DRT code and most classification code resize.
-            ``interpolation`` picks the Pillow filter (masks: nearest).
-        resize: ``(height, width)`` to resize to first (after ``resize_shorter``), or ``None``; OpenCV,
-            not antialiased.
-        scale: random rescale range ``(lo, hi)`` applied after ``resize`` (e.g. ``(0.5, 1.5)``).
+            longer side truncated to an int): torchvision's ``Resize(n)`` / ``Scale(n)`` on a PIL image, as the
+            released DRT code and most classification code resize.
+        resize: ``(height, width)`` to resize to first (after ``resize_shorter``), or ``None``: ``Image.resize``
+            as the released BDL / AdaptSegNet loaders call it. Both resizes use Pillow, antialiased, in training
+            and evaluation alike (``interpolation`` picks the filter; masks: Pillow nearest).
+        scale: random rescale range ``(lo, hi)`` applied after ``resize`` (e.g. ``(0.5, 1.5)``; OpenCV).
         crop: ``(height, width)`` random crop (padded with 0 / 255 first if the image is smaller);
             in ``train=False`` mode a centre crop.
         hflip: probability of a horizontal flip.
@@ -79,6 +87,9 @@ class Augment:
         std: per-channel std in [0, 1] units.
         interpolation: image interpolation for resizing (masks always use nearest).
         train: random (training) or deterministic (evaluation) behaviour.
+        full_resolution_mask: evaluation only: resize the image but leave the mask at its original size, so that
+            predictions are scored at the label's full resolution (probabilities upsampled to it: the BDL protocol,
+            :mod:`domadapt.evaluation.inference`). Needs ``train=False`` and no ``crop``.
 
     Returns (on call):
         dict with ``image`` ``(3, H, W)`` float32 and, when a mask was given, ``mask`` ``(H, W)`` uint8.
@@ -96,6 +107,7 @@ class Augment:
         interpolation: Literal["nearest", "linear", "cubic", "area"] = "linear",
         train: bool = True,
         resize_shorter: int | None = None,
+        full_resolution_mask: bool = False,
     ) -> None:
         for name, v in (("resize", resize), ("crop", crop)):
             if v is not None and (len(v) != 2 or min(v) <= 0):
@@ -106,18 +118,22 @@ class Augment:
             raise ValueError(f"Augment.hflip: expected a probability in [0, 1], got {hflip}")
         if color_jitter < 0:
             raise ValueError(f"Augment.color_jitter: expected >= 0, got {color_jitter}")
+        if full_resolution_mask and (train or crop is not None):
+            raise ValueError("Augment.full_resolution_mask: only for evaluation transforms (train: false) without "
+                             f"crop; got train={train}, crop={crop}")
         self.resize, self.scale, self.crop, self.hflip = resize, scale, crop, hflip
         self.color_jitter, self.mean, self.std = color_jitter, tuple(mean), tuple(std)
         self.interpolation, self.train, self.resize_shorter = interpolation, train, resize_shorter
+        self.full_resolution_mask = full_resolution_mask
         self.pipeline = A.Compose(self._ops())
 
     def _ops(self) -> list:
         interp = _INTERP[self.interpolation]
         ops: list = []
         if self.resize_shorter is not None:
-            ops.append(ShorterSideResize(self.resize_shorter, _PIL_FILTER[self.interpolation]))
+            ops.append(PillowResize(side=self.resize_shorter, filter=_PIL_FILTER[self.interpolation]))
         if self.resize is not None:
-            ops.append(A.Resize(*self.resize, interpolation=interp, mask_interpolation=cv2.INTER_NEAREST))
+            ops.append(PillowResize(size=tuple(self.resize), filter=_PIL_FILTER[self.interpolation]))
         if self.scale is not None and self.train:
             lo, hi = self.scale
             ops.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=interp,
@@ -146,11 +162,14 @@ class Augment:
     def __call__(self, image: np.ndarray, mask: np.ndarray | None = None) -> dict:
         if mask is None:
             return self.pipeline(image=image)
+        if self.full_resolution_mask:
+            return {**self.pipeline(image=image), "mask": torch.from_numpy(np.ascontiguousarray(mask))}
         return self.pipeline(image=image, mask=mask)
 
     def __repr__(self) -> str:
         return (f"Augment(resize_shorter={self.resize_shorter}, resize={self.resize}, scale={self.scale}, crop={self.crop}, hflip={self.hflip}, "
-                f"color_jitter={self.color_jitter}, train={self.train})")
+                f"color_jitter={self.color_jitter}, train={self.train}, "
+                f"full_resolution_mask={self.full_resolution_mask})")
 
     def __getstate__(self):  # pickle the description, rebuild the pipeline in the worker
         state = dict(self.__dict__)

@@ -1,6 +1,6 @@
 """domadapt.evaluation: confusion-matrix metrics, full-resolution inference, reports and plots."""
 
-from domadapt.evaluation.inference import full_resolution_logits, sliding_window_logits
+from domadapt.evaluation.inference import class_probabilities, native_resolution, sliding_window_logits
 from domadapt.evaluation.metrics import (
     ConfusionMatrix,
     MetricSet,
@@ -25,7 +25,8 @@ __all__ = [
     "accuracy",
     "confusion_matrix_counts",
     "format_table",
-    "full_resolution_logits",
+    "class_probabilities",
+    "native_resolution",
     "iou_per_class",
     "mean_class_accuracy",
     "miou",

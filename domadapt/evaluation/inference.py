@@ -1,22 +1,31 @@
-"""Segmentation inference at the label's resolution: resize-and-upsample (BDL) and sliding window.
+"""The one evaluation path of segmentation and classification, and sliding-window inference.
 
-BDL evaluation protocol (METHODS.md §0.1): a Cityscapes val image (2048×1024) is resized to
-**1024×512** (bicubic), the network runs once, the class *probabilities* (softmax) are upsampled
-bilinearly with ``align_corners=True`` to the label size **2048×1024**, and the argmax is scored
-against the full-resolution ground truth. Single scale, no flip. :func:`full_resolution_logits`
-implements that recipe for any ``model_fn``; :func:`sliding_window_logits` is for images too large
-to run in one pass.
+Every prediction domadapt makes — validation, test, ``domadapt predict``, pseudo labels, the test report's
+pictures, export — is :meth:`~domadapt.methods.base.DomainAdaptationModule.predict_probabilities`, which is
+:func:`class_probabilities` of the network's logits at its *native* resolution (:func:`native_resolution`).
+That is the BDL protocol (``evaluation.py:103-105``, ``SSL.py:36-37`` of the released code; METHODS.md §0.1)::
 
-Call both under ``torch.no_grad()`` (Lightning's validation/test loops already do).
+    image (H, W) --resize in the evaluation transform (Pillow, as in training)--> (h, w)
+    p = softmax(net(x))                            # (N, K, h/8, w/8) for DeepLab-V2: no upsampling in the net
+    P = bilinear(p, label size, align_corners=True)  # one upsampling, of probabilities
+    prediction = argmax(P), confidence = max(P)
+
+For Cityscapes val the evaluation transform resizes 2048x1024 to 1024x512 with Pillow bicubic and keeps the
+label at 2048x1024 (``Augment(resize=..., full_resolution_mask=True)``); the training transforms resize with
+the same Pillow filter. :func:`sliding_window_logits` is for images too large to run in one pass.
+
+Call these under ``torch.no_grad()`` (Lightning's validation/test loops already do).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 ModelFn = Callable[[torch.Tensor], Any]
 
@@ -30,54 +39,42 @@ def _logits(out: Any) -> torch.Tensor:
     return logits
 
 
+@contextlib.contextmanager
+def native_resolution(module: nn.Module) -> Iterator[None]:
+    """Inside the block, every network in ``module`` that upsamples its logits to the input size in ``forward``
+    (``upsample_logits = True``, e.g. :class:`~domadapt.models.DeepLabV2`) returns them at its own output
+    stride instead, so that :func:`class_probabilities` upsamples once, probabilities rather than logits."""
+    nets = [m for m in module.modules() if getattr(m, "upsample_logits", None) is True]
+    for m in nets:
+        m.upsample_logits = False
+    try:
+        yield
+    finally:
+        for m in nets:
+            m.upsample_logits = True
+
+
+def class_probabilities(logits: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``softmax`` over classes (float32), segmentation probabilities upsampled to the label's size.
+
+    Args:
+        logits: ``(N, K)`` or ``(N, K, h, w)`` at the network's native resolution.
+        output_size: ``(H, W)`` of the label; ``None`` = as given. Ignored for ``(N, K)`` logits.
+
+    Returns:
+        ``(N, K)`` or ``(N, K, H, W)`` probabilities: ``bilinear(softmax(logits), (H, W), align_corners=True)``.
+    """
+    probs = logits.float().softmax(1)
+    if probs.ndim != 4 or output_size is None or tuple(probs.shape[-2:]) == tuple(output_size):
+        return probs
+    return F.interpolate(probs, size=tuple(int(v) for v in output_size), mode="bilinear", align_corners=True)
+
+
 def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
     h, w = (v, v) if isinstance(v, int) else tuple(v)
     if h <= 0 or w <= 0:
         raise ValueError(f"{name}: expected positive (height, width), got {v}")
     return int(h), int(w)
-
-
-def full_resolution_logits(
-    model_fn: ModelFn,
-    image: torch.Tensor,
-    output_size: tuple[int, int],
-    input_size: tuple[int, int] | None = None,
-    align_corners: bool = True,
-    input_interpolation: Literal["bilinear", "bicubic"] = "bicubic",
-    upsample: Literal["probs", "logits"] = "probs",
-) -> torch.Tensor:
-    """Run ``model_fn`` at ``input_size`` and return class scores at the label size ``output_size``.
-
-    Args:
-        model_fn: ``(N, C, H, W)`` image -> ``(N, K, h, w)`` logits or a ``NetOutput``.
-        image: ``(N, C, H, W)`` normalised image batch.
-        output_size: ``(height, width)`` of the label, e.g. ``(1024, 2048)`` for Cityscapes.
-        input_size: ``(height, width)`` the network sees, e.g. ``(512, 1024)``; ``None`` = as given.
-            The resize is anti-aliased (like PIL's, which BDL uses) and ``align_corners=False``.
-        align_corners: for the output upsampling (BDL: ``True``).
-        input_interpolation: resampling of the input image (BDL: bicubic).
-        upsample: ``"probs"`` upsamples ``softmax(logits)`` (BDL) and returns probabilities;
-            ``"logits"`` upsamples the raw logits. The argmax of the two can differ at class borders.
-
-    Returns:
-        ``(N, K, *output_size)`` probabilities (``"probs"``) or logits (``"logits"``); the
-        prediction is ``argmax(dim=1)``.
-    """
-    if image.ndim != 4:
-        raise ValueError(f"image: expected (N, C, H, W), got shape {tuple(image.shape)}")
-    output_size = _pair(output_size, "output_size")
-    x = image
-    if input_size is not None and tuple(x.shape[-2:]) != _pair(input_size, "input_size"):
-        x = F.interpolate(x, size=_pair(input_size, "input_size"), mode=input_interpolation,
-                          align_corners=False, antialias=True)
-    scores = _logits(model_fn(x))  # (N, K, h, w)
-    if upsample == "probs":
-        scores = scores.softmax(dim=1)
-    elif upsample != "logits":
-        raise ValueError(f"upsample: expected 'probs' or 'logits', got {upsample!r}")
-    if tuple(scores.shape[-2:]) == output_size:
-        return scores
-    return F.interpolate(scores, size=output_size, mode="bilinear", align_corners=align_corners)
 
 
 def _starts(size: int, window: int, stride: int) -> list[int]:

@@ -83,24 +83,24 @@ def first_samples(dataset, n: int) -> list[dict[str, torch.Tensor]]:
 
 @torch.no_grad()
 def predict_batch(module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Evaluation logits of ``module.predict_logits`` in eval mode (the module's mode is restored).
+    """Class probabilities of ``module.predict_probabilities`` in eval mode (the module's mode is restored).
 
     Args:
         module: a :class:`~domadapt.methods.base.DomainAdaptationModule`.
         batch: ``{"image": (N, 3, H, W), "mask": (N, H', W') (segmentation, optional), ...}``.
 
     Returns:
-        ``(N, K)`` or ``(N, K, H', W')`` float logits on the CPU; segmentation logits at the masks' size.
+        ``(N, K)`` or ``(N, K, H', W')`` float probabilities on the CPU; segmentation ones at the masks' size.
     """
     was_training = module.training
     module.eval()
     try:
         mask = batch.get("mask")
         image = batch["image"].to(module.device)
-        logits = module.predict_logits(image, tuple(mask.shape[-2:]) if mask is not None else None)
+        probs = module.predict_probabilities(image, tuple(mask.shape[-2:]) if mask is not None else None)
     finally:
         module.train(was_training)
-    return logits.float().cpu()
+    return probs.float().cpu()
 
 
 def figure_array(fig: Figure) -> np.ndarray:
@@ -159,7 +159,7 @@ def write_prediction_picture(module, n: int = 4, filename: str = "predictions_ta
     """Draw the first ``n`` target test samples with the module's predictions into the run directory.
 
     The samples come from ``trainer.datamodule.target_test`` (the dataset behind the ``test/target/…``
-    metrics) with its evaluation transform; the prediction is ``module.predict_logits`` in eval mode.
+    metrics) with its evaluation transform; the prediction is ``module.predict_probabilities`` in eval mode.
     Segmentation rows are image | prediction | ground truth in the Cityscapes palette (255 black, see
     :func:`~domadapt.evaluation.reports.plot_predictions`), masks wider than ``max_width`` subsampled
     by an integer stride; classification is one titled row (:func:`plot_classification_predictions`).

@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from domadapt import schedules
+from domadapt.evaluation.inference import class_probabilities, native_resolution
 from domadapt.evaluation.metrics import MetricSet
 from domadapt.evaluation.validators import build_validators, check_validator_names
 from domadapt.released_sgd import ReleasedSGD
@@ -110,8 +111,6 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
             training (``max_steps`` or epochs × batches). BDL uses a horizon longer than the stop step.
         adaptation_weight: weight ``w`` of the adaptation loss.
         adaptation_schedule: ramp of that weight over progress (``constant``, ``linear``, ``dann``).
-        eval_input_size: ``(H, W)`` to resize evaluation inputs to; logits are upsampled back to the
-            label's size (the BDL full-resolution protocol). ``None`` = evaluate at the given size.
         protocols: mIoU protocols to report for 19-class segmentation (``"19"``, ``"16"``, ``"13"``).
         validators: label-free model-selection scores computed on the target validation split and
             logged as ``val/target/unsup/<name>`` (:mod:`domadapt.evaluation.validators`; a checkpoint
@@ -134,7 +133,6 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         schedule_horizon: int | None = None,
         adaptation_weight: float = 1.0,
         adaptation_schedule: schedules.ScheduleName = "constant",
-        eval_input_size: tuple[int, int] | None = None,
         protocols: tuple[str, ...] = ("19", "16", "13"),
         validators: tuple[str, ...] = ("entropy", "info_max"),
     ) -> None:
@@ -235,20 +233,26 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
             self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "loss", batch_size=batch_size)
 
     # ------------------------------------------------------------------ evaluation
-    def predict_logits(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Evaluation logits; for segmentation resized to ``output_size`` (the label's size)."""
-        return self._eval_output(self.eval_logits(self._eval_input(image)), output_size)
+    def predict_probabilities(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The one prediction path (validation, test, predict, pseudo labels, pictures, export): class probabilities
+        of :meth:`eval_logits` at the network's native resolution, segmentation ones upsampled once, bilinearly with
+        ``align_corners=True``, to ``output_size`` (the label's size; ``None`` = the image's) — the BDL protocol,
+        :mod:`domadapt.evaluation.inference`. The image comes at the size the evaluation transform resized it to.
 
-    def _eval_input(self, x: torch.Tensor) -> torch.Tensor:
-        size = self.hparams.eval_input_size
-        if self.task == "segmentation" and size is not None and tuple(x.shape[-2:]) != tuple(size):
-            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
-        return x
+        Shape:
+            ``(N, C, H, W)`` -> ``(N, K)`` or ``(N, K, *output_size)``.
+        """
+        if self.task == "segmentation" and output_size is None:
+            output_size = tuple(image.shape[-2:])
+        with native_resolution(self):
+            return class_probabilities(self.eval_logits(image), output_size)
 
-    def _eval_output(self, logits: torch.Tensor, output_size: tuple[int, int] | None) -> torch.Tensor:
-        if self.task == "segmentation" and output_size is not None and tuple(logits.shape[-2:]) != tuple(output_size):
-            logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=True)
-        return logits
+    def head_probabilities(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> list[torch.Tensor]:
+        """:meth:`predict_probabilities` of each head of :meth:`eval_heads` (methods with two classifiers)."""
+        if self.task == "segmentation" and output_size is None:
+            output_size = tuple(image.shape[-2:])
+        with native_resolution(self):
+            return [class_probabilities(z, output_size) for z in self.eval_heads(image)]
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits used for evaluation and prediction (methods with several heads override this)."""
@@ -273,17 +277,16 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         name = self._names(stage)[dataloader_idx]
         target = self.ground_truth(batch)
         size = tuple(target.shape[-2:]) if target.dim() == 3 else None
-        logits = self.predict_logits(batch["image"], size)
-        self._metric(stage, name).update(logits.argmax(1), target)
+        probs = self.predict_probabilities(batch["image"], size)
+        self._metric(stage, name).update(probs.argmax(1), target)
         if stage == "val" and name == "target" and len(self.unsup_validators):
-            self._update_validators(batch["image"], logits, size)
+            self._update_validators(batch["image"], probs, size)
 
-    def _update_validators(self, image: torch.Tensor, logits: torch.Tensor, size: tuple[int, int] | None) -> None:
+    def _update_validators(self, image: torch.Tensor, probs: torch.Tensor, size: tuple[int, int] | None) -> None:
         """Feed the label-free validators (target labels are never read here)."""
         heads = None
         if any(v.needs_heads for v in self.unsup_validators.values()):
-            heads = [self._eval_output(z, size).softmax(1) for z in self.eval_heads(self._eval_input(image))]
-        probs = logits.softmax(1)
+            heads = self.head_probabilities(image, size)
         for v in self.unsup_validators.values():
             v.update(probs, heads)
 
@@ -331,8 +334,7 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         return tuple(names) if names else tuple(str(i) for i in range(self.net.num_classes))
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
-        probs = self.predict_logits(batch["image"]).softmax(1)
-        conf, pred = probs.max(1)
+        conf, pred = self.predict_probabilities(batch["image"]).max(1)
         return {"pred": pred, "confidence": conf, "index": batch["index"]}
 
     # ------------------------------------------------------------------ optimisation

@@ -29,7 +29,7 @@ carry pseudo labels ``ŷ_t`` (255 = not kept); ``w(p)`` is ``adaptation_weight``
 Both means divide by ``max(#kept, 1)``, so a batch without kept targets adds 0 (never NaN), and no
 branch depends on the data (DDP ranks run the same graph). With an EMA teacher
 (``ema_decay``), the teacher is updated after every optimiser step and, by default, labels the next
-round (:meth:`pseudo_label_logits`, used by :func:`~domadapt.pseudo.generate.generate_pseudo_labels`).
+round (:meth:`pseudo_label_probabilities`, used by :func:`~domadapt.pseudo.generate.generate_pseudo_labels`).
 """
 
 from __future__ import annotations
@@ -166,14 +166,16 @@ class CDSSL(DomainAdaptationModule):
 
     @contextlib.contextmanager
     def predicting_with(self, which: Literal["student", "teacher"]) -> Iterator[None]:
-        """Make :meth:`predict_logits` use ``which`` network inside the block."""
+        """Make :meth:`predict_probabilities` use ``which`` network inside the block."""
         old, self._predict_with = self._predict_with, which
         try:
             yield
         finally:
             self._predict_with = old
 
-    def pseudo_label_logits(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Logits of the labeller (``label_with``) for pseudo-label generation; see :meth:`predict_logits`."""
+    def pseudo_label_probabilities(self, image: torch.Tensor, output_size: tuple[int, int] | None = None
+                                   ) -> torch.Tensor:
+        """Probabilities of the labeller (``label_with``) for pseudo-label generation; see
+        :meth:`predict_probabilities`."""
         with self.predicting_with(self.hparams.label_with):
-            return self.predict_logits(image, output_size)
+            return self.predict_probabilities(image, output_size)

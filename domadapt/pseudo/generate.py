@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from domadapt import distributed
 from domadapt.data.base import DomainDataset, to_tensor_sample
 from domadapt.data.sharding import ShardSampler
+from domadapt.evaluation.inference import class_probabilities, native_resolution
 from domadapt.evaluation.reports import format_table
 from domadapt.io import write_png
 from domadapt.pseudo import writer
@@ -89,27 +90,26 @@ def _collate(items: list[dict]) -> dict:
     return {"image": images, **{k: [it[k] for it in items] for k in ("index", "raw_hw", "gt")}}
 
 
-def _logits(model: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """Evaluation logits ``(B, K[, H, W])``, segmentation logits resized (bilinear) to ``size``; a model
-    with a separate labeller (``pseudo_label_logits``, e.g. CDSSL's EMA teacher) labels with it."""
-    if hasattr(model, "pseudo_label_logits"):
-        return model.pseudo_label_logits(x, size)
-    if hasattr(model, "predict_logits"):
-        return model.predict_logits(x, size)
-    out = model(x)
-    logits = out.logits if isinstance(out, NetOutput) else out
-    if logits.dim() == 4 and size is not None and tuple(logits.shape[-2:]) != tuple(size):
-        logits = torch.nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=True)
-    return logits
+def _class_probabilities(model: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Class probabilities ``(B, K[, H, W])`` of the one prediction path: the labeller's
+    (``pseudo_label_probabilities``, e.g. CDSSL's EMA teacher), else the method's ``predict_probabilities``, else
+    (a bare network) :func:`~domadapt.evaluation.inference.class_probabilities` of its native-resolution logits."""
+    if hasattr(model, "pseudo_label_probabilities"):
+        return model.pseudo_label_probabilities(x, size)
+    if hasattr(model, "predict_probabilities"):
+        return model.predict_probabilities(x, size)
+    with native_resolution(model):
+        out = model(x)
+    return class_probabilities(out.logits if isinstance(out, NetOutput) else out, size)
 
 
 def _probabilities(model: torch.nn.Module, x: torch.Tensor, size: tuple[int, int] | None, hflip: bool
                    ) -> torch.Tensor:
     """Class probabilities ``(B, K[, H, W])``; with ``hflip`` the mean of the image's and its mirror's,
-    ``p = (softmax(f(x)) + flip(softmax(f(flip(x))))) / 2`` (a segmentation map is mirrored back)."""
-    p = _logits(model, x, size).float().softmax(1)
+    ``p = (P(x) + flip(P(flip(x)))) / 2`` (a segmentation map is mirrored back)."""
+    p = _class_probabilities(model, x, size)
     if hflip:
-        q = _logits(model, x.flip(-1), size).float().softmax(1)
+        q = _class_probabilities(model, x.flip(-1), size)
         p = (p + (q.flip(-1) if q.dim() == 4 else q)) / 2
     return p
 
@@ -194,7 +194,7 @@ def generate_pseudo_labels(
     """Predict the target training split and write thresholded pseudo labels with a manifest.
 
     Args:
-        model: a :class:`~domadapt.methods.DomainAdaptationModule` (its ``predict_logits``) or any
+        model: a :class:`~domadapt.methods.DomainAdaptationModule` (its ``predict_probabilities``) or any
             module returning logits / :class:`NetOutput`.
         data: a DataModule (its ``target`` with its ``eval_transform``, like ``predict_dataloader``) or a
             dataset (its own transform).

@@ -2,7 +2,7 @@
 
 :func:`shrink` walks a recipe (or a pipeline stage's options) and changes exactly what a smoke run
 changes: every dataset reads at most ``images`` samples, every image size (``resize``, ``crop``, ``size``,
-``output_size``, ``eval_input_size``, ``resize_shorter``) is multiplied by ``scale``, batch sizes are capped
+``output_size``, ``resize_shorter``) is multiplied by ``scale``, batch sizes are capped
 at ``images``, loader workers at :data:`MAX_WORKERS`, and network weights that would need a download
 (``weights: imagenet``) become a random initialisation. Each change of the last kind is reported, so the smoke
 output can say so.
@@ -16,7 +16,7 @@ from typing import Any
 
 from domadapt.recipes.roots import is_dataset
 
-SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size", "eval_input_size"})  # (height, width) pairs
+SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size"})  # (height, width) pairs
 SIDE_KEYS = frozenset({"resize_shorter"})  # one side length
 BATCH_KEYS = frozenset({"batch_size", "target_batch_size", "eval_batch_size"})
 WEIGHT_KEYS = frozenset({"weights", "encoder_weights"})

@@ -104,14 +104,14 @@ def test_teacher_labels_the_next_round_and_the_student_is_evaluated(tmp_path):
     x = torch.from_numpy(target.images).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         teacher_pred, student_pred = model.teacher(x).logits.argmax(1), model.net(x).logits.argmax(1)
-        assert torch.equal(model.predict_logits(x).argmax(1), student_pred)
-        assert torch.equal(model.pseudo_label_logits(x).argmax(1), teacher_pred)
+        assert torch.equal(model.predict_probabilities(x).argmax(1), student_pred)
+        assert torch.equal(model.pseudo_label_probabilities(x).argmax(1), teacher_pred)
     assert not torch.equal(teacher_pred, student_pred)
     generate_pseudo_labels(model, target, tmp_path / "pl", GlobalThreshold(0.0), progress=False, verbose=False)
     labels = PseudoLabelled(target, tmp_path / "pl").setup().labels
     assert np.array_equal(labels, teacher_pred.numpy())
     student_labeller = CDSSL(tiny_net("classification"), ema_decay=0.9, label_with="student").eval()
-    assert torch.equal(student_labeller.pseudo_label_logits(x), student_labeller.predict_logits(x))
+    assert torch.equal(student_labeller.pseudo_label_probabilities(x), student_labeller.predict_probabilities(x))
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")

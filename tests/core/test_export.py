@@ -1,5 +1,5 @@
 """`domadapt export`: checkpoints of a `domadapt fit` run and of a plain Trainer become TorchScript / ONNX
-files whose logits equal the checkpoint's; missing configs and mismatched classes are one-line errors."""
+files whose probabilities equal the checkpoint's; missing configs and mismatched classes are one-line errors."""
 
 from __future__ import annotations
 
@@ -74,9 +74,13 @@ def _reference_mcd(ckpt: Path) -> MCD:
     return module.eval()
 
 
-def _assert_same_predictions(path: Path, fmt: str, module, x: torch.Tensor) -> None:
+def _assert_same_predictions(path: Path, fmt: str, module, x: torch.Tensor, output_size=None) -> None:
+    """The file gives the checkpoint's class probabilities: softmax of its evaluation logits, segmentation maps
+    upsampled bilinearly (align_corners=True) to ``output_size``."""
     with torch.no_grad():
-        ref = module.eval_logits(x)
+        ref = module.eval_logits(x).softmax(1)
+    if output_size is not None:
+        ref = torch.nn.functional.interpolate(ref, size=output_size, mode="bilinear", align_corners=True)
     out = run_exported(path, fmt, x)
     assert out.shape == ref.shape
     assert torch.equal(out.argmax(1), ref.argmax(1))
@@ -146,6 +150,10 @@ def test_export_of_a_segmenter_with_an_explicit_config(segmenter_ckpt, fmt, tmp_
                      "--input-size", "32", "48", "--out", str(out)]) == 0
     torch.manual_seed(2)
     _assert_same_predictions(out, fmt, module, torch.randn(3, 3, 32, 48))
+    # at the label's size: the probabilities upsampled once, as validation scores them
+    assert cli_main(["export", "--ckpt", str(ckpt), "--format", fmt, "--config", str(recipe),
+                     "--input-size", "32", "48", "--output-size", "64", "96", "--out", str(out)]) == 0
+    _assert_same_predictions(out, fmt, module, torch.randn(3, 3, 32, 48), output_size=(64, 96))
 
 
 def test_export_help():

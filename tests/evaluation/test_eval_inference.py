@@ -1,4 +1,4 @@
-"""Full-resolution (BDL) and sliding-window inference on small fixed models."""
+"""The prediction path (softmax, one upsample of probabilities) and sliding-window inference on small fixed models."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from domadapt.evaluation.inference import full_resolution_logits, sliding_window_logits
+from domadapt.evaluation.inference import class_probabilities, native_resolution, sliding_window_logits
 from domadapt.structures import NetOutput
 
 K = 5
@@ -34,43 +34,53 @@ class _Strided(nn.Module):
         return NetOutput(logits, logits.mean((2, 3)))
 
 
+def upsample_align_corners(p: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """NumPy transcription of ``F.interpolate(p, size, mode="bilinear", align_corners=True)`` for ``(K, h, w)``:
+    output pixel ``i`` samples input coordinate ``i (h - 1) / (H - 1)``."""
+    k, h, w = p.shape
+    H, W = size
+    ys = np.arange(H) * ((h - 1) / (H - 1) if H > 1 else 0.0)
+    xs = np.arange(W) * ((w - 1) / (W - 1) if W > 1 else 0.0)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = p[:, y0][:, :, x0] * (1 - wx) + p[:, y0][:, :, x1] * wx
+    bottom = p[:, y1][:, :, x0] * (1 - wx) + p[:, y1][:, :, x1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
 @torch.no_grad()
-def test_full_resolution_matches_manual_interpolation():
-    image = torch.randn(2, 3, 32, 48)
-    model = _Strided()
-    out = full_resolution_logits(model, image, output_size=(40, 60), input_size=(16, 24))
-    assert model.seen == [(16, 24)]  # the network ran once, at the input size
-    assert out.shape == (2, K, 40, 60)  # the label's size
-    x = F.interpolate(image, size=(16, 24), mode="bicubic", align_corners=False, antialias=True)
-    low = model(x).logits.softmax(1)  # (2, K, 8, 12)
-    np.testing.assert_allclose(out, F.interpolate(low, size=(40, 60), mode="bilinear", align_corners=True),
-                               atol=1e-6)
-    # align_corners=True keeps the four corner values, and probabilities still sum to 1
-    np.testing.assert_allclose(out[..., [0, 0, -1, -1], [0, -1, 0, -1]], low[..., [0, 0, -1, -1], [0, -1, 0, -1]],
-                               atol=1e-6)
+def test_class_probabilities_softmax_then_one_upsample():
+    logits = torch.randn(2, K, 8, 12) * 4
+    out = class_probabilities(logits, (40, 60))
+    assert out.shape == (2, K, 40, 60) and out.dtype == torch.float32
+    e = np.exp(logits.numpy() - logits.numpy().max(1, keepdims=True))
+    p = e / e.sum(1, keepdims=True)
+    for i in range(2):
+        np.testing.assert_allclose(out[i].numpy(), upsample_align_corners(p[i], (40, 60)), atol=1e-6)
     np.testing.assert_allclose(out.sum(1), torch.ones(2, 40, 60), atol=1e-5)
+    # the logits path (upsample, then softmax) gives other numbers: what is upsampled matters
+    other = F.interpolate(logits, size=(40, 60), mode="bilinear", align_corners=True).softmax(1)
+    assert (other - out).abs().max() > 1e-2
+    # at the label's size already, or classification: just the softmax
+    torch.testing.assert_close(class_probabilities(logits, (8, 12)), logits.softmax(1))
+    torch.testing.assert_close(class_probabilities(logits[:, :, 0, 0], (40, 60)), logits[:, :, 0, 0].softmax(1))
 
 
-@torch.no_grad()
-def test_full_resolution_logit_mode_and_plain_tensor_model():
-    image = torch.randn(1, 3, 20, 30)
-    conv = _pointwise(2)
-    out = full_resolution_logits(conv, image, output_size=(40, 60), upsample="logits", align_corners=False,
-                                 input_interpolation="bilinear")
-    ref = F.interpolate(conv(image), size=(40, 60), mode="bilinear", align_corners=False)
-    np.testing.assert_allclose(out, ref, atol=1e-6)
-    # at the label size already: no resampling at all, just the softmax
-    same = full_resolution_logits(conv, image, output_size=(20, 30), input_size=(20, 30))
-    np.testing.assert_allclose(same, conv(image).softmax(1), atol=1e-6)
+def test_native_resolution_switches_in_net_upsampling_off_and_back():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner, self.plain = nn.Module(), nn.Conv2d(3, K, 1)
+            self.inner.upsample_logits, self.upsample_logits = True, False
 
-
-def test_full_resolution_bad_inputs():
-    with pytest.raises(ValueError, match="logits"):
-        full_resolution_logits(lambda x: x.mean((2, 3)), torch.zeros(1, 3, 4, 4), output_size=(8, 8))
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        full_resolution_logits(_pointwise(), torch.zeros(3, 4, 4), output_size=(8, 8))
-    with pytest.raises(ValueError, match="upsample"):
-        full_resolution_logits(_pointwise(), torch.zeros(1, 3, 4, 4), output_size=(8, 8), upsample="nope")
+    net = Net()
+    with native_resolution(net):
+        assert net.inner.upsample_logits is False and net.upsample_logits is False
+    assert net.inner.upsample_logits is True and net.upsample_logits is False  # restored as found
+    with pytest.raises(RuntimeError), native_resolution(net):
+        raise RuntimeError("inside")
+    assert net.inner.upsample_logits is True  # restored after an error too
 
 
 @torch.no_grad()

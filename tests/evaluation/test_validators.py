@@ -165,9 +165,9 @@ def _target_probs(module, dm, heads=False):
             y = b["mask"] if "mask" in b else b["label"]
             size = tuple(y.shape[-2:]) if y.dim() == 3 else None
             if heads:
-                out.append([module._eval_output(z, size).softmax(1) for z in module.eval_heads(b["image"])])
+                out.append(module.head_probabilities(b["image"], size))
             else:
-                out.append(module.predict_logits(b["image"], size).softmax(1))
+                out.append(module.predict_probabilities(b["image"], size))
     return out
 
 

@@ -67,7 +67,7 @@ def test_method_trains_logs_and_roundtrips_checkpoint(name, tmp_path):
     x = torch.randn(3, 3, 32, 32) if task == "classification" else torch.randn(3, 3, 32, 48)
     module.eval(), loaded.eval()
     with torch.no_grad():
-        assert torch.equal(module.predict_logits(x), loaded.predict_logits(x))
+        assert torch.equal(module.predict_probabilities(x), loaded.predict_probabilities(x))
 
 
 ALIGNABLE = [n for n, c in LOSSES.items() if not c.alternating]

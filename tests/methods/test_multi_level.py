@@ -64,7 +64,7 @@ def test_evaluation_uses_the_main_output():
     net = TinyMultiLevel().eval()
     module = OutputSpaceAdversarial(net=net, lr=0.01)
     x = torch.randn(2, 3, 16, 16)
-    torch.testing.assert_close(module.predict_logits(x, (16, 16)), net.forward_levels(x)[0].logits)
+    torch.testing.assert_close(module.predict_probabilities(x, (16, 16)), net.forward_levels(x)[0].logits.softmax(1))
 
 
 @pytest.mark.parametrize("name", [n for n, cls in METHODS.items() if not cls.supports_multi_level])

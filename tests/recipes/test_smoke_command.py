@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shrink_scales_sizes_caps_batches_limits_datasets_and_replaces_downloads():
-    recipe = {"model": {"init_args": {"net": {"init_args": {"weights": "imagenet"}}, "eval_input_size": [512, 1024]}},
+    recipe = {"model": {"init_args": {"net": {"init_args": {"weights": "imagenet"}}}},
               "data": {"init_args": {"batch_size": 64, "eval_batch_size": 2, "num_workers": 8,
+                                     "eval_transform": {"init_args": {"resize": [512, 1024], "train": False}},
                                      "sources": [{"class_path": "domadapt.data.GTA5", "init_args": {"root": "r"}}],
                                      "train_transform": {"init_args": {"resize": [720, 1280], "crop": [452, 452],
                                                                        "resize_shorter": 256, "scale": [0.5, 1.5]}}}}}
@@ -24,7 +25,7 @@ def test_shrink_scales_sizes_caps_batches_limits_datasets_and_replaces_downloads
     out = shrink(recipe, how)
     t = out["data"]["init_args"]["train_transform"]["init_args"]
     assert (t["resize"], t["crop"], t["resize_shorter"], t["scale"]) == ([45, 80], [32, 32], 32, [0.5, 1.5])
-    assert out["model"]["init_args"]["eval_input_size"] == [32, 64]
+    assert out["data"]["init_args"]["eval_transform"]["init_args"] == {"resize": [32, 64], "train": False}
     d = out["data"]["init_args"]
     assert (d["batch_size"], d["eval_batch_size"], d["num_workers"]) == (4, 2, 2)
     assert out["data"]["init_args"]["sources"][0]["init_args"] == {"root": "r", "limit": 4}
