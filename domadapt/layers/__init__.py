@@ -1,5 +1,6 @@
-"""Small reusable modules: gradient reversal, domain discriminators, dynamic convolution."""
+"""Small reusable modules: gradient reversal, domain discriminators, dynamic convolutions (DRT, DCD)."""
 
+from domadapt.layers.dcd_conv import DCDConv2d
 from domadapt.layers.discriminators import FCDiscriminator, MLPDiscriminator
 from domadapt.layers.dynamic_conv import DynamicConv2d, annealed_temperature
 from domadapt.layers.grl import (
@@ -12,6 +13,7 @@ from domadapt.layers.grl import (
 
 __all__ = [
     "CoeffSchedule",
+    "DCDConv2d",
     "DynamicConv2d",
     "FCDiscriminator",
     "GradientReversal",

@@ -1,4 +1,4 @@
-"""Residual dynamic convolution: a static kernel plus an input-dependent residual (DRT, DCD).
+"""Residual dynamic convolution (DRT): a static kernel plus an input-dependent residual.
 
 DRT (Li et al., "Dynamic Transfer for Multi-Source Domain Adaptation", CVPR 2021,
 https://arxiv.org/abs/2103.10583) makes a convolution sample-dependent by adding an attention-weighted
@@ -7,20 +7,15 @@ sum of ``K`` residual 1x1 kernels to a static ``k x k`` kernel ``W0``::
     W(x) = W0 + sum_k pi_k(x) Phi_k              (Phi_k at the kernel centre)
     pi(x) = softmax(FC2(ReLU(FC1(GAP(c)))) / T)  FC1: C_c -> C_c / r, FC2: C_c / r -> K, no biases
 
-where ``c`` is the *context*: the block input in a ResNet block (DRT), the layer input otherwise.
-DCD (Li et al., "Revisiting Dynamic Convolution via Matrix Decomposition", ICLR 2021,
-https://arxiv.org/abs/2103.08756) writes the residual in a low-dimensional latent space instead::
-
-    W(x) = Lambda(x) W0 + P Phi(x) Q^T           Lambda diagonal (C_out), Phi (L x L), P (C_out x L), Q (C_in x L)
-
-with ``Lambda = relu6(z + 3) / 3`` (1 at ``z = 0``). Both residuals are 1x1 kernels, so the layer never
-builds per-sample kernels: it runs the static convolution once for the whole batch and adds the
-residual as a batched matrix product on the (shifted, strided) input. For DRT it first aggregates
-``M_b = sum_k pi_bk Phi_k`` and applies it once; this equals ``sum_k pi_bk conv1x1(x, Phi_k)`` exactly
-but costs ``C_out C_in HW`` per sample instead of ``K C_out C_in HW`` and stores no ``(B, K C_out, H, W)``
-intermediate (``benchmarks/dynamic_conv.py``, ResNet-50 on CPU: +5 % step time over the static network,
-against +28 % for the stacked form). :meth:`DynamicConv2d.aggregated_weight` builds the per-sample
-kernels explicitly; it is the slow reference the tests and the benchmark compare against.
+where ``c`` is the *context*: the block input in a ResNet block (DRT), the layer input otherwise. The
+residual is a 1x1 kernel, so the layer never builds per-sample kernels: it runs the static convolution
+once for the whole batch, aggregates ``M_b = sum_k pi_bk Phi_k`` and applies it once to the (shifted,
+strided) input as a batched matrix product. This equals ``sum_k pi_bk conv1x1(x, Phi_k)`` exactly but costs
+``C_out C_in HW`` per sample instead of ``K C_out C_in HW`` and stores no ``(B, K C_out, H, W)`` intermediate
+(``benchmarks/dynamic_conv.py``, ResNet-50 on CPU: +5 % step time over the static network, against +28 % for
+the stacked form). :meth:`DynamicConv2d.aggregated_weight` builds the per-sample kernels explicitly; it is the
+slow reference the tests and the benchmark compare against. DCD, the latent-space variant, is
+:class:`~domadapt.layers.dcd_conv.DCDConv2d`.
 
 The residual parameters start at zero (``zero_init=True``), so a fresh layer equals the static
 convolution and static pretrained weights load into ``weight`` unchanged (same key as ``nn.Conv2d``).
@@ -35,6 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 DynamicMode = Literal["drt", "dcd"]
+"""``"drt"``: :class:`DynamicConv2d` on each block's 3x3 convolution(s); ``"dcd"``: the released DCD layer
+(:class:`~domadapt.layers.dcd_conv.DCDConv2d`) on every convolution of the block."""
 
 
 def annealed_temperature(p: float, initial: float = 1.0, anneal_fraction: float = 0.0) -> float:
@@ -63,7 +60,7 @@ def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
 
 
 class DynamicConv2d(nn.Module):
-    """Static ``k x k`` convolution plus an input-dependent 1x1 residual (DRT or DCD form).
+    """Static ``k x k`` convolution plus an attention-weighted 1x1 residual (DRT).
 
     Args:
         in_channels: input channels ``C_in``.
@@ -72,14 +69,12 @@ class DynamicConv2d(nn.Module):
         stride: as :class:`torch.nn.Conv2d`; the residual uses the same stride.
         padding: zero padding, as :class:`torch.nn.Conv2d`.
         dilation: as :class:`torch.nn.Conv2d`.
-        groups: as :class:`torch.nn.Conv2d` (``mode="drt"`` only); residual kernels are grouped alike.
+        groups: as :class:`torch.nn.Conv2d`; residual kernels are grouped alike.
         bias: a static bias (DRT uses none).
-        num_kernels: ``K``, number of residual kernels (``mode="drt"``).
+        num_kernels: ``K``, number of residual kernels.
         reduction: attention MLP reduction ``r``: hidden width ``C_c // r``.
         context_channels: channels ``C_c`` of the context the attention reads (default ``C_in``).
-        mode: ``"drt"`` (attention over ``K`` residual kernels) or ``"dcd"`` (``Lambda W0 + P Phi Q^T``).
-        latent_dim: ``L`` of the DCD form (default ``floor(sqrt(C_in))``).
-        temperature: softmax temperature at the start of training (``mode="drt"``).
+        temperature: softmax temperature at the start of training.
         temperature_anneal: fraction of training over which the temperature goes linearly to 1
             (0 = constant); applied by :meth:`set_progress`.
         zero_init: start the residual at zero, so that the layer equals the static convolution.
@@ -102,8 +97,6 @@ class DynamicConv2d(nn.Module):
         num_kernels: int = 4,
         reduction: int = 16,
         context_channels: int | None = None,
-        mode: DynamicMode = "drt",
-        latent_dim: int | None = None,
         temperature: float = 1.0,
         temperature_anneal: float = 0.0,
         zero_init: bool = True,
@@ -116,8 +109,6 @@ class DynamicConv2d(nn.Module):
         if any(k % 2 == 0 for k in self.kernel_size):
             raise ValueError(f"DynamicConv2d.kernel_size: expected odd sides (the residual sits at the centre tap), "
                              f"got {self.kernel_size}")
-        if mode not in ("drt", "dcd"):
-            raise ValueError(f"DynamicConv2d.mode: expected 'drt' or 'dcd', got {mode!r}")
         if num_kernels <= 0:
             raise ValueError(f"DynamicConv2d.num_kernels: expected K >= 1, got {num_kernels}")
         if not 1 <= reduction <= ctx:
@@ -126,12 +117,10 @@ class DynamicConv2d(nn.Module):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"DynamicConv2d.groups: {groups} does not divide in_channels={in_channels} "
                              f"and out_channels={out_channels}")
-        if mode == "dcd" and (groups != 1 or temperature != 1.0):
-            raise ValueError("DynamicConv2d: mode='dcd' supports groups=1 and temperature=1 only")
         if temperature <= 0:
             raise ValueError(f"DynamicConv2d.temperature: expected > 0, got {temperature}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.mode, self.num_kernels = mode, num_kernels
+        self.num_kernels = num_kernels
         self.initial_temperature, self.temperature_anneal = float(temperature), float(temperature_anneal)
         # Same names and shapes as nn.Conv2d, so static checkpoints load into W0 as they are.
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
@@ -141,30 +130,18 @@ class DynamicConv2d(nn.Module):
         self.register_buffer("temperature", torch.tensor(float(temperature)))
         hidden = ctx // reduction
         self.squeeze = nn.Sequential(nn.Linear(ctx, hidden, bias=False), nn.ReLU(inplace=True))
-        if mode == "drt":
-            self.to_attention = nn.Linear(hidden, num_kernels, bias=False)
-            self.residual = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels // groups))  # Phi_k
-            self.latent_dim = 0
-        else:
-            self.latent_dim = latent_dim or max(int(in_channels ** 0.5), 1)
-            self.to_scale = nn.Linear(hidden, out_channels, bias=False)  # Lambda
-            self.to_fusion = nn.Linear(hidden, self.latent_dim ** 2, bias=False)  # Phi
-            self.proj_in = nn.Parameter(torch.empty(self.latent_dim, in_channels))  # Q^T
-            self.proj_out = nn.Parameter(torch.empty(out_channels, self.latent_dim))  # P
-            nn.init.kaiming_uniform_(self.proj_in, a=5 ** 0.5)
-            nn.init.kaiming_uniform_(self.proj_out, a=5 ** 0.5)
+        self.to_attention = nn.Linear(hidden, num_kernels, bias=False)
+        self.residual = nn.Parameter(torch.empty(num_kernels, out_channels, in_channels // groups))  # Phi_k
         self.reset_residual(zero=zero_init)
 
     # ------------------------------------------------------------------ parameters
     def reset_residual(self, zero: bool = True) -> None:
         """Zero the residual (the layer becomes the static conv), or give it a small random start."""
-        tensors = [self.residual] if self.mode == "drt" else [self.to_scale.weight, self.to_fusion.weight]
         with torch.no_grad():
-            for t in tensors:
-                if zero:
-                    t.zero_()
-                else:
-                    t.normal_(0.0, 0.05)
+            if zero:
+                self.residual.zero_()
+            else:
+                self.residual.normal_(0.0, 0.05)
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters a static convolution does not have (attention and residual): ``lr_mult`` 10 in DRT."""
@@ -185,12 +162,6 @@ class DynamicConv2d(nn.Module):
         logits = self.to_attention(self.squeeze(context.mean((2, 3))))  # (B, K)
         return torch.softmax(logits / self.temperature, dim=1)
 
-    def scale_and_fusion(self, context: Tensor) -> tuple[Tensor, Tensor]:
-        """DCD channel scale ``Lambda`` ``(B, C_out)`` and latent fusion ``Phi`` ``(B, L, L)``."""
-        h = self.squeeze(context.mean((2, 3)))  # (B, hidden)
-        scale = F.relu6(self.to_scale(h) + 3.0) / 3.0  # 1 where the logit is 0
-        return scale, self.to_fusion(h).view(-1, self.latent_dim, self.latent_dim)
-
     def aggregated_weight(self, context: Tensor) -> Tensor:
         """Explicit per-sample kernels ``W(x_b)`` (reference path; the forward never builds them).
 
@@ -198,54 +169,46 @@ class DynamicConv2d(nn.Module):
             ``(B, C_c, H, W)`` -> ``(B, C_out, C_in / groups, kh, kw)``.
         """
         ch, cw = self.kernel_size[0] // 2, self.kernel_size[1] // 2
-        if self.mode == "drt":
-            w = self.weight.expand(context.shape[0], *self.weight.shape).clone()
-            w[:, :, :, ch, cw] += torch.einsum("bk,koi->boi", self.attention(context), self.residual)
-            return w
-        scale, fusion = self.scale_and_fusion(context)
-        w = scale[:, :, None, None, None] * self.weight  # Lambda W0
-        w[:, :, :, ch, cw] += self.proj_out @ fusion @ self.proj_in  # P Phi Q^T, (B, C_out, C_in)
+        w = self.weight.expand(context.shape[0], *self.weight.shape).clone()
+        w[:, :, :, ch, cw] += torch.einsum("bk,koi->boi", self.attention(context), self.residual)
         return w
 
     # ------------------------------------------------------------------ forward
     def _static(self, x: Tensor, bias: Tensor | None) -> Tensor:
         return F.conv2d(x, self.weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def _centre_taps(self, x: Tensor) -> Tensor:
-        """The input pixels the kernel centre meets: ``conv1x1`` with this layer's stride on a shifted ``x``.
-
-        The centre tap of output ``i`` reads ``x[i s - p + d (k - 1) / 2]``; padding (or cropping, when
-        negative) both sides by ``p - d (k - 1) / 2`` and sub-sampling by ``s`` gives exactly ``H_out``.
-        """
-        sh = self.padding[0] - self.dilation[0] * (self.kernel_size[0] // 2)
-        sw = self.padding[1] - self.dilation[1] * (self.kernel_size[1] // 2)
-        if sh > 0 or sw > 0:
-            x = F.pad(x, (max(sw, 0), max(sw, 0), max(sh, 0), max(sh, 0)))
-        if sh < 0 or sw < 0:  # crop with a view rather than a copy
-            h, w = x.shape[-2:]
-            x = x[:, :, max(-sh, 0) : h - max(-sh, 0), max(-sw, 0) : w - max(-sw, 0)]
-        return x[:, :, :: self.stride[0], :: self.stride[1]]
-
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Apply ``W(x)``; see the class docstring for shapes."""
         ctx = x if context is None else context
-        # One batched convolution; DCD scales W0 only, so its bias is added after the scaling.
-        out = self._static(x, self.bias if self.mode == "drt" else None)  # (B, C_out, H', W')
-        taps = self._centre_taps(x)  # (B, C_in, H', W')
+        out = self._static(x, self.bias)  # (B, C_out, H', W'): one batched convolution
+        taps = centre_taps(x, self.kernel_size, self.stride, self.padding, self.dilation)  # (B, C_in, H', W')
         nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if self.mode == "drt":
-            mix = torch.einsum("bk,koi->boi", self.attention(ctx), self.residual)  # (B, C_out, C_in/g)
-            return pointwise(mix, taps, self.groups, nhwc, out=out)
-        scale, fusion = self.scale_and_fusion(ctx)
-        mix = self.proj_out @ fusion  # (B, C_out, L): P Phi, then Q^T on the pixels (cheaper than P Phi Q^T)
-        z = pointwise(self.proj_in.expand(x.shape[0], -1, -1), taps, 1, nhwc)  # (B, L, H', W') = Q^T x
-        out = pointwise(mix, z, 1, nhwc, out=scale[:, :, None, None] * out)
-        return out if self.bias is None else out + self.bias[:, None, None]
+        mix = torch.einsum("bk,koi->boi", self.attention(ctx), self.residual)  # (B, C_out, C_in/g)
+        return pointwise(mix, taps, self.groups, nhwc, out=out)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, mode={self.mode!r}, "
-                + (f"num_kernels={self.num_kernels}" if self.mode == "drt" else f"latent_dim={self.latent_dim}"))
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, num_kernels={self.num_kernels}")
+
+
+def centre_taps(x: Tensor, kernel_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                dilation: tuple[int, int]) -> Tensor:
+    """The input pixels a ``k x k`` kernel's centre meets: ``conv1x1`` with the same stride on a shifted ``x``.
+
+    The centre tap of output ``i`` reads ``x[i s - p + d (k - 1) / 2]``; padding (or cropping, when
+    negative) both sides by ``p - d (k - 1) / 2`` and sub-sampling by ``s`` gives exactly ``H_out``.
+
+    Shape:
+        ``(B, C, H, W)`` -> ``(B, C, H_out, W_out)``.
+    """
+    sh = padding[0] - dilation[0] * (kernel_size[0] // 2)
+    sw = padding[1] - dilation[1] * (kernel_size[1] // 2)
+    if sh > 0 or sw > 0:
+        x = F.pad(x, (max(sw, 0), max(sw, 0), max(sh, 0), max(sh, 0)))
+    if sh < 0 or sw < 0:  # crop with a view rather than a copy
+        h, w = x.shape[-2:]
+        x = x[:, :, max(-sh, 0) : h - max(-sh, 0), max(-sw, 0) : w - max(-sw, 0)]
+    return x[:, :, :: stride[0], :: stride[1]]
 
 
 def pointwise(mix: Tensor, x: Tensor, groups: int = 1, nhwc: bool = False, out: Tensor | None = None) -> Tensor:
@@ -274,16 +237,24 @@ def pointwise(mix: Tensor, x: Tensor, groups: int = 1, nhwc: bool = False, out: 
     return y.reshape(b, c_out, h, w)
 
 
+def is_dynamic_layer(module: nn.Module) -> bool:
+    """A dynamic convolution (:class:`DynamicConv2d`, :class:`~domadapt.layers.dcd_conv.DCDConv2d`): a layer with
+    ``new_parameters()`` and ``set_progress(p)``."""
+    return callable(getattr(module, "new_parameters", None)) and callable(getattr(module, "set_progress", None))
+
+
 def set_progress(module: nn.Module, p: float) -> None:
-    """Call :meth:`DynamicConv2d.set_progress` on every dynamic convolution inside ``module``."""
+    """Call ``set_progress(p)`` on every dynamic convolution inside ``module``."""
     for m in module.modules():
-        if isinstance(m, DynamicConv2d):
+        if is_dynamic_layer(m):
             m.set_progress(p)
 
 
 def dynamic_parameters(module: nn.Module) -> list[nn.Parameter]:
-    """The attention and residual parameters of every dynamic convolution inside ``module``."""
-    return [p for m in module.modules() if isinstance(m, DynamicConv2d) for p in m.new_parameters()]
+    """The parameters a static network lacks (attention, residuals, latent paths) of every dynamic convolution
+    inside ``module``."""
+    return [p for m in module.modules() if is_dynamic_layer(m) for p in m.new_parameters()]
 
 
-__all__ = ["DynamicConv2d", "DynamicMode", "annealed_temperature", "dynamic_parameters", "pointwise", "set_progress"]
+__all__ = ["DynamicConv2d", "DynamicMode", "annealed_temperature", "centre_taps", "dynamic_parameters", "is_dynamic_layer",
+           "pointwise", "set_progress"]

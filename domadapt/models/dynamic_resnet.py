@@ -1,4 +1,4 @@
-"""Dynamic ResNets for DRT: torchvision ResNets whose 3x3 convolutions are residual dynamic convolutions.
+"""Dynamic ResNets for DRT: torchvision ResNets whose convolutions are residual dynamic convolutions.
 
 DRT (Li et al., CVPR 2021, https://arxiv.org/abs/2103.10583; METHODS.md §3.2) replaces the 3x3 conv of
 every bottleneck (``conv2``) by ``W0 + sum_k pi_k(x_in) Phi_k`` where the attention reads the *block
@@ -6,7 +6,9 @@ input* ``x_in``. Here the torchvision network is built first and its blocks are 
 (:class:`DynamicBlock`) keeping every sub-module name, so the state-dict keys are torchvision's: a
 static ImageNet checkpoint loads into ``W0`` (``...conv2.weight``) as it is, the residual kernels start
 at zero and the fresh network computes exactly what the static one does. Basic blocks (ResNet-18)
-get both of their 3x3 convolutions made dynamic.
+get both of their 3x3 convolutions made dynamic. ``mode="dcd"`` builds the released DCD network instead
+(``resnet_dcd.py``): every convolution of every block (all three of a bottleneck) is a
+:class:`~domadapt.layers.dcd_conv.DCDConv2d` reading its own input.
 
 :class:`DynamicDigitsNet` is the same idea on the LeNet-size digits network for CPU experiments.
 """
@@ -20,7 +22,8 @@ import torchvision
 from torch import nn
 
 from domadapt.models.grad_checkpoint import resnet_features
-from domadapt.layers.dynamic_conv import DynamicConv2d, DynamicMode, dynamic_parameters, set_progress
+from domadapt.layers.dcd_conv import DCDConv2d
+from domadapt.layers.dynamic_conv import DynamicConv2d, DynamicMode, dynamic_parameters, is_dynamic_layer, set_progress
 from domadapt.models.classifier import ResNetArch
 from domadapt.models.digits import DigitsNet
 from domadapt.models.drt_checkpoint import from_drt_layout
@@ -31,11 +34,27 @@ from domadapt.structures import NetOutput
 _DYNAMIC_KEYS = (".residual", ".squeeze.", ".to_attention.", ".to_scale.", ".to_fusion.", ".proj_in", ".proj_out")
 
 
-def dynamic_from_conv(conv: nn.Conv2d, context_channels: int | None = None, **kwargs) -> DynamicConv2d:
-    """A :class:`DynamicConv2d` with the geometry of ``conv`` whose ``W0`` (and bias) are copied from it."""
+def dynamic_from_conv(conv: nn.Conv2d, context_channels: int | None = None, mode: DynamicMode = "drt",
+                      **kwargs) -> DynamicConv2d | DCDConv2d:
+    """A dynamic convolution with the geometry of ``conv`` whose ``W0`` (and bias) are copied from it.
+
+    Args:
+        conv: the static convolution.
+        context_channels: channels of the context (default: the layer's input).
+        mode: ``"drt"`` (:class:`DynamicConv2d`; ``kwargs``: ``num_kernels``, ``reduction``, ``temperature``,
+            ``temperature_anneal``) or ``"dcd"`` (:class:`DCDConv2d`; ``kwargs``: ``reduction``, ``context_pool``).
+    """
     geometry = dict(kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation)
-    dyn = DynamicConv2d(conv.in_channels, conv.out_channels, **geometry, groups=conv.groups,  # type: ignore[arg-type]
-                        bias=conv.bias is not None, context_channels=context_channels, **kwargs)
+    if mode == "dcd":
+        if conv.groups != 1:
+            raise ValueError(f"mode='dcd': grouped convolutions (groups={conv.groups}) are not supported")
+        dyn = DCDConv2d(conv.in_channels, conv.out_channels, **geometry, bias=conv.bias is not None,  # type: ignore[arg-type]
+                        context_channels=context_channels, **kwargs)
+    elif mode == "drt":
+        dyn = DynamicConv2d(conv.in_channels, conv.out_channels, **geometry, groups=conv.groups,  # type: ignore[arg-type]
+                            bias=conv.bias is not None, context_channels=context_channels, **kwargs)
+    else:
+        raise ValueError(f"mode: expected 'drt' or 'dcd', got {mode!r}")
     with torch.no_grad():
         dyn.weight.copy_(conv.weight)
         if conv.bias is not None:
@@ -44,36 +63,46 @@ def dynamic_from_conv(conv: nn.Conv2d, context_channels: int | None = None, **kw
 
 
 class DynamicBlock(nn.Module):
-    """A torchvision ``BasicBlock`` / ``Bottleneck`` with dynamic 3x3 convolutions reading the block input.
+    """A torchvision ``BasicBlock`` / ``Bottleneck`` with dynamic convolutions.
 
+    ``mode="drt"``: the 3x3 convolutions, their attention reading the block input. ``mode="dcd"`` (released
+    ``resnet_dcd.py:126-239``): every convolution, each reading its own input (basic blocks pool it to 2x2).
     The block's sub-modules are reused under their names (``conv1``, ``bn1``, ..., ``downsample``).
 
     Args:
         block: the torchvision block to convert.
-        **kwargs: :class:`DynamicConv2d` options (``num_kernels``, ``reduction``, ``mode``, ...).
+        mode: ``"drt"`` or ``"dcd"``.
+        **kwargs: options of the dynamic layer (see :func:`dynamic_from_conv`).
 
     Shape:
         ``(B, C_in, H, W)`` -> the block's output shape.
     """
 
-    def __init__(self, block: nn.Module, **kwargs) -> None:
+    def __init__(self, block: nn.Module, mode: DynamicMode = "drt", **kwargs) -> None:
         super().__init__()
         self.bottleneck = hasattr(block, "conv3")
-        ctx = block.conv1.in_channels
-        self.conv1 = block.conv1 if self.bottleneck else dynamic_from_conv(block.conv1, ctx, **kwargs)
-        self.bn1 = block.bn1
-        self.conv2 = dynamic_from_conv(block.conv2, ctx, **kwargs)
-        self.bn2 = block.bn2
+        self.block_context = mode == "drt"  # DRT's attention reads the block input, DCD's its own input
+        ctx = block.conv1.in_channels if self.block_context else None
+        if mode == "dcd":
+            kwargs = dict(kwargs, context_pool=1 if self.bottleneck else 2)
+        dynamic = {"conv2"} | ({"conv1"} if not self.bottleneck or mode == "dcd" else set())
+        dynamic |= {"conv3"} if self.bottleneck and mode == "dcd" else set()
+        for name in ("conv1", "conv2", "conv3") if self.bottleneck else ("conv1", "conv2"):
+            conv = getattr(block, name)
+            setattr(self, name, dynamic_from_conv(conv, ctx, mode, **kwargs) if name in dynamic else conv)
+        self.bn1, self.bn2 = block.bn1, block.bn2
         if self.bottleneck:
-            self.conv3, self.bn3 = block.conv3, block.bn3
+            self.bn3 = block.bn3
         self.relu, self.downsample = block.relu, block.downsample
 
+    def _conv(self, conv: nn.Module, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return conv(h, context=x) if self.block_context and is_dynamic_layer(conv) else conv(h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(x, context=x) if isinstance(self.conv1, DynamicConv2d) else self.conv1(x)
-        h = self.relu(self.bn1(h))
-        h = self.bn2(self.conv2(h, context=x))
+        h = self.relu(self.bn1(self._conv(self.conv1, x, x)))
+        h = self.bn2(self._conv(self.conv2, h, x))
         if self.bottleneck:
-            h = self.bn3(self.conv3(self.relu(h)))
+            h = self.bn3(self._conv(self.conv3, self.relu(h), x))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(h + identity)
 
@@ -95,7 +124,9 @@ class DynamicResNet(nn.Module):
         dynamic_stages: which of ``layer1 .. layer4`` get dynamic blocks.
         num_kernels: ``K`` residual kernels per dynamic conv.
         reduction: attention MLP reduction (16 in DRT).
-        mode: ``"drt"`` or ``"dcd"`` (see :class:`~domadapt.layers.dynamic_conv.DynamicConv2d`).
+        mode: ``"drt"`` (:class:`~domadapt.layers.dynamic_conv.DynamicConv2d` on the 3x3 convolutions) or
+            ``"dcd"`` (the released DCD layer, :class:`~domadapt.layers.dcd_conv.DCDConv2d`, on every block
+            convolution; ``num_kernels`` and the temperature do not apply).
         temperature: initial attention temperature; ``temperature_anneal`` the fraction of training
             over which it reaches 1 (the method calls :meth:`set_progress`).
         temperature_anneal: see ``temperature``.
@@ -131,12 +162,11 @@ class DynamicResNet(nn.Module):
             raise ValueError(f"DynamicResNet.dynamic_stages: expected stages among 1..4, got {tuple(dynamic_stages)}")
         backbone = getattr(torchvision.models, arch)(weights=None)
         if dynamic:
-            opts = dict(num_kernels=num_kernels, reduction=reduction, mode=mode, temperature=temperature,
-                        temperature_anneal=temperature_anneal)
+            opts = _layer_options(mode, num_kernels, reduction, temperature, temperature_anneal)
             for s in sorted(set(dynamic_stages)):
                 stage = getattr(backbone, f"layer{s}")
                 for i in range(len(stage)):
-                    stage[i] = DynamicBlock(stage[i], **opts)
+                    stage[i] = DynamicBlock(stage[i], mode, **opts)
         pooled_dim = backbone.fc.in_features
         backbone.fc = nn.Identity()
         self.backbone = backbone
@@ -211,10 +241,9 @@ class DynamicDigitsNet(DigitsNet):
         if dynamic:
             for i in sorted(set(dynamic_convs)):
                 pos = 0 if i == 1 else 4  # index of the conv in self.conv
-                conv = self.conv[pos]
-                r = 1 if i == 1 else reduction
-                self.conv[pos] = dynamic_from_conv(conv, num_kernels=num_kernels, reduction=r, mode=mode,
-                                                   temperature=temperature, temperature_anneal=temperature_anneal)
+                r = 1 if i == 1 and mode == "drt" else reduction
+                opts = _layer_options(mode, num_kernels, r, temperature, temperature_anneal)
+                self.conv[pos] = dynamic_from_conv(self.conv[pos], None, mode, **opts)
         load_weights(self, weights, kind="DynamicDigitsNet", ignore_prefixes=(), head_prefixes=("head.",))
         self.pretrained_dynamic = weights is not None and _has_dynamic_keys(weights)
 
@@ -226,6 +255,20 @@ class DynamicDigitsNet(DigitsNet):
         """Convs and hidden layer at 1x; attention, residual kernels and classifier at ``lr_mult_head`` x."""
         new = [] if self.pretrained_dynamic else dynamic_parameters(self.conv)
         return _split_groups([self.conv, self.fc], new, [self.head], lr_mult_head)
+
+
+def _layer_options(mode: DynamicMode, num_kernels: int, reduction: int, temperature: float,
+                   temperature_anneal: float) -> dict:
+    """Options of the dynamic layer of ``mode`` (see :func:`dynamic_from_conv`)."""
+    if mode == "drt":
+        return dict(num_kernels=num_kernels, reduction=reduction, temperature=temperature,
+                    temperature_anneal=temperature_anneal)
+    if mode == "dcd":
+        if temperature != 1.0 or temperature_anneal:
+            raise ValueError(f"mode='dcd' has no attention temperature; got temperature={temperature}, "
+                             f"temperature_anneal={temperature_anneal}")
+        return dict(reduction=reduction)
+    raise ValueError(f"mode: expected 'drt' or 'dcd', got {mode!r}")
 
 
 def _split_groups(backbone: Sequence[nn.Module], new: list[nn.Parameter], head: Sequence[nn.Module],

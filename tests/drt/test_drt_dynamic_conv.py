@@ -1,5 +1,5 @@
-"""DynamicConv2d: batched forward == explicit per-sample kernels, zero residual == static conv, attention,
-temperature schedule and bad arguments."""
+"""DynamicConv2d (DRT): batched forward == explicit per-sample kernels, zero residual == static conv, attention,
+temperature schedule and bad arguments. The DCD layer: tests/drt/test_dcd_conv.py."""
 
 from __future__ import annotations
 
@@ -26,15 +26,9 @@ def hand_kernels(layer: DynamicConv2d, context: torch.Tensor) -> torch.Tensor:
         gap = c.mean((1, 2))  # (C_c,)
         h = torch.relu(layer.squeeze[0].weight @ gap)
         w = layer.weight.detach().clone()
-        if layer.mode == "drt":
-            pi = torch.softmax(layer.to_attention.weight @ h / layer.temperature, 0)  # (K,)
-            for k in range(layer.num_kernels):
-                w[:, :, kh // 2, kw // 2] += pi[k] * layer.residual[k]
-        else:
-            lam = F.relu6(layer.to_scale.weight @ h + 3) / 3  # (C_out,)
-            phi = (layer.to_fusion.weight @ h).view(layer.latent_dim, layer.latent_dim)
-            w = lam[:, None, None, None] * w
-            w[:, :, kh // 2, kw // 2] += layer.proj_out @ phi @ layer.proj_in
+        pi = torch.softmax(layer.to_attention.weight @ h / layer.temperature, 0)  # (K,)
+        for k in range(layer.num_kernels):
+            w[:, :, kh // 2, kw // 2] += pi[k] * layer.residual[k]
         kernels.append(w)
     return torch.stack(kernels)
 
@@ -44,17 +38,13 @@ def per_sample_conv(layer: DynamicConv2d, x: torch.Tensor, kernels: torch.Tensor
                                layer.groups) for i in range(x.shape[0])])
 
 
-# The DCD form is defined for groups=1 only (grouped DCD raises, see test_bad_arguments).
-CASES = [(m, geo) for m in ("drt", "dcd") for geo in GEOMETRIES if m == "drt" or geo[4] == 1]
-
-
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-@pytest.mark.parametrize(("mode", "geometry"), CASES, ids=str)
-def test_batched_layer_equals_per_sample_aggregated_convolution(mode, geometry, channels_last):
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_batched_layer_equals_per_sample_aggregated_convolution(geometry, channels_last):
     k, s, p, d, g = geometry
     torch.manual_seed(0)
     layer = DynamicConv2d(8, 12, k, s, p, d, g, bias=True, num_kernels=3, reduction=2, context_channels=6,
-                          mode=mode, temperature=1.0 if mode == "dcd" else 2.5, zero_init=False)
+                          temperature=2.5, zero_init=False)
     x, context = torch.randn(4, 8, 11, 13), torch.randn(4, 6, 5, 7)
     if channels_last:  # the layer multiplies channels-last inputs in NHWC order
         x = x.contiguous(memory_format=torch.channels_last)
@@ -66,12 +56,12 @@ def test_batched_layer_equals_per_sample_aggregated_convolution(mode, geometry, 
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("mode", "geometry"), CASES, ids=str)
-def test_zero_residual_equals_static_convolution(mode, geometry):
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_zero_residual_equals_static_convolution(geometry):
     k, s, p, d, g = geometry
     torch.manual_seed(1)
     static = torch.nn.Conv2d(8, 12, k, s, p, d, g, bias=True)
-    layer = DynamicConv2d(8, 12, k, s, p, d, g, bias=True, reduction=4, mode=mode, zero_init=False)
+    layer = DynamicConv2d(8, 12, k, s, p, d, g, bias=True, reduction=4, zero_init=False)
     layer.reset_residual(zero=True)
     layer.load_state_dict(static.state_dict(), strict=False)  # same keys as nn.Conv2d: weight, bias
     x = torch.randn(3, 8, 10, 9)
@@ -120,8 +110,6 @@ def test_gradients_reach_every_parameter_once_the_residual_is_nonzero():
     ({"reduction": 32}, r"reduction: expected 1 <= reduction <= 16 \(the context channels\), got 32"),
     ({"reduction": 0}, r"reduction: expected 1 <= reduction <= 16"),
     ({"kernel_size": 2}, r"kernel_size: expected odd sides"),
-    ({"mode": "dcd", "groups": 2}, r"mode='dcd' supports groups=1"),
-    ({"mode": "cond"}, r"mode: expected 'drt' or 'dcd'"),
 ])
 def test_bad_arguments_raise_one_line_value_errors(kwargs, match):
     args = {"in_channels": 16, "out_channels": 16, "kernel_size": 3, **kwargs}

@@ -99,7 +99,7 @@ def test_loss_terms_and_gradients_match_hand_computation_with_reversed_signs():
     params = [p for _, p in module.named_parameters() if p.requires_grad]
     g_rest = torch.autograd.grad(task + hp.balance_weight * balance, params, retain_graph=True, allow_unused=True)
     g_dis = torch.autograd.grad(dis, params, allow_unused=True)
-    checked = {"c1": 0, "net": 0}
+    alignment = {"c1": 0.0, "net": 0.0}  # per group: sign * <reversal's share of the gradient, grad L_dis>
     for name, a, d in zip(names, g_rest, g_dis):
         a = torch.zeros_like(params[names.index(name)]) if a is None else a
         d = torch.zeros_like(a) if d is None else d
@@ -110,10 +110,9 @@ def test_loss_terms_and_gradients_match_hand_computation_with_reversed_signs():
             # Feature extractor: the reversal turns -eta into +lambda * eta -> descent *descends* L_dis.
             expected, sign = a + hp.grl_coeff * hp.discrepancy_weight * d, +1
         torch.testing.assert_close(got[name], expected, atol=1e-6, rtol=1e-4)
-        if d.abs().sum() > 1e-8:
-            assert sign * float(((got[name] - a) * d).sum()) > 0
-            checked["c1" if name.startswith("c") else "net"] += 1
-    assert checked["c1"] > 0 and checked["net"] > 0
+        alignment["c1" if name.startswith("c") else "net"] += sign * float(((got[name] - a) * d).double().sum())
+    # summed over each group (a single parameter with a near-zero d can flip sign with the thread count)
+    assert alignment["c1"] > 0 and alignment["net"] > 0
     assert "net.head.weight" not in got  # the network's own head is unused and frozen
 
 
