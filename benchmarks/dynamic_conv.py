@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from domadapt.layers.dynamic_conv import DynamicConv2d
+from domadapt.layers.dynamic_conv import DynamicConv2d, centre_taps
 from domadapt.models import DynamicResNet
 
 
@@ -40,7 +40,7 @@ def stacked_forward(layer: DynamicConv2d, x: torch.Tensor, context: torch.Tensor
     """DRT residual as ``K`` 1x1 convs stacked into one conv to ``K C_out`` channels + weighted sum."""
     pi = layer.attention(x if context is None else context)  # (B, K)
     out = layer._static(x, layer.bias)
-    taps = layer._centre_taps(x)
+    taps = centre_taps(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation)
     k, c_out = layer.num_kernels, layer.out_channels
     phi = layer.residual.reshape(k * c_out, -1, 1, 1)  # (K C_out, C_in, 1, 1), groups=1 here
     res = F.conv2d(taps, phi).unflatten(1, (k, c_out))  # (B, K, C_out, H, W)

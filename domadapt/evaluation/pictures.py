@@ -1,9 +1,9 @@
 """Qualitative pictures: target predictions after ``test`` and BDL translation samples.
 
-* :func:`write_prediction_picture` — ``predictions_target.png`` in the run directory: the first ``n``
-  target test images with the model's prediction and the ground truth (segmentation: colour masks
-  side by side; classification: a row of images titled with predicted / true class), also sent to
-  TensorBoard when a TensorBoard logger is attached.
+* :func:`write_prediction_picture` — ``predictions_target.png`` of the test report: target test images with
+  the model's predictions (:class:`PredictionSamples`) and the ground truth (segmentation: colour masks side
+  by side; classification: a row of images titled with predicted / true class); :func:`log_image` sends it to
+  TensorBoard loggers.
 * :func:`plot_translation_samples` — source | translated pairs, one per row (``samples.png`` of
   :func:`~domadapt.pipeline.translate.translate_dataset`).
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,26 +82,23 @@ def first_samples(dataset, n: int) -> list[dict[str, torch.Tensor]]:
     return [{k: v[None] for k, v in dataset[i].items()} for i in range(min(n, len(dataset)))]
 
 
-@torch.no_grad()
-def predict_batch(module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Class probabilities of ``module.predict_probabilities`` in eval mode (the module's mode is restored).
+@dataclass
+class PredictionSamples:
+    """A few evaluated samples: what the prediction picture draws.
 
-    Args:
-        module: a :class:`~domadapt.methods.base.DomainAdaptationModule`.
-        batch: ``{"image": (N, 3, H, W), "mask": (N, H', W') (segmentation, optional), ...}``.
-
-    Returns:
-        ``(N, K)`` or ``(N, K, H', W')`` float probabilities on the CPU; segmentation ones at the masks' size.
+    Attributes:
+        images: ``(3, H, W)`` normalised images, as the evaluation transform gave them.
+        predictions: ``(H', W')`` predicted masks (at the label's size) or ``()`` class ids.
+        targets: ``(H', W')`` masks or ``()`` labels.
+        mean: normalisation mean of the images (``[0, 1]`` units).
+        std: normalisation std of the images.
     """
-    was_training = module.training
-    module.eval()
-    try:
-        mask = batch.get("mask")
-        image = batch["image"].to(module.device)
-        probs = module.predict_probabilities(image, tuple(mask.shape[-2:]) if mask is not None else None)
-    finally:
-        module.train(was_training)
-    return probs.float().cpu()
+
+    images: list[torch.Tensor]
+    predictions: list[torch.Tensor]
+    targets: list[torch.Tensor]
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 
 def figure_array(fig: Figure) -> np.ndarray:
@@ -154,59 +152,42 @@ def plot_classification_predictions(
     return picture
 
 
-def write_prediction_picture(module, n: int = 4, filename: str = "predictions_target.png",
-                             max_width: int = 512) -> Path | None:
-    """Draw the first ``n`` target test samples with the module's predictions into the run directory.
+def write_prediction_picture(samples: PredictionSamples, class_names: Sequence[str], task: str, path: PathLike,
+                             max_width: int = 512) -> np.ndarray:
+    """Draw samples with their predictions and ground truth into ``path``.
 
-    The samples come from ``trainer.datamodule.target_test`` (the dataset behind the ``test/target/…``
-    metrics) with its evaluation transform; the prediction is ``module.predict_probabilities`` in eval mode.
     Segmentation rows are image | prediction | ground truth in the Cityscapes palette (255 black, see
-    :func:`~domadapt.evaluation.reports.plot_predictions`), masks wider than ``max_width`` subsampled
-    by an integer stride; classification is one titled row (:func:`plot_classification_predictions`).
-    The picture is also logged to every attached TensorBoard logger as ``test/target/predictions``.
+    :func:`~domadapt.evaluation.reports.plot_predictions`), masks wider than ``max_width`` subsampled by an integer
+    stride; classification is one titled row (:func:`plot_classification_predictions`).
 
     Args:
-        module: a :class:`~domadapt.methods.base.DomainAdaptationModule` attached to a trainer.
-        n: number of samples.
-        filename: file name inside the run directory.
+        samples: the images, predictions and targets.
+        class_names: name per class id.
+        task: ``"classification"`` or ``"segmentation"``.
+        path: PNG to write.
         max_width: widest segmentation panel in pixels.
 
     Returns:
-        The PNG path, or ``None`` when the trainer has no datamodule with a target test set.
+        The picture, ``(H, W, 3)`` uint8.
     """
-    from domadapt.evaluation.run_report import run_dir_of
-
-    dm = getattr(module.trainer, "datamodule", None)
-    dataset = getattr(dm, "target_test", None)
-    if dataset is None or n <= 0:
-        return None
-    samples = first_samples(dataset, n)
-    preds = [predict_batch(module, s).argmax(1)[0] for s in samples]  # (H, W) or ()
-    mean, std = normalisation_of(dataset)
-    path = run_dir_of(module) / filename
-    images = [s["image"][0] for s in samples]
-    if module.task == "segmentation":
-        masks = [s["mask"][0] for s in samples]
-        strides = [max(1, -(-m.shape[-1] // max_width)) for m in masks]  # ceil(W / max_width)
-        plot_predictions(images, [p[::k, ::k] for p, k in zip(preds, strides)],
-                         [m[::k, ::k] for m, k in zip(masks, strides)], path,
-                         palette=palette_for(module.class_names()), mean=mean, std=std)
+    if task == "segmentation":
+        strides = [max(1, -(-m.shape[-1] // max_width)) for m in samples.targets]  # ceil(W / max_width)
+        plot_predictions(samples.images, [p[::k, ::k] for p, k in zip(samples.predictions, strides)],
+                         [m[::k, ::k] for m, k in zip(samples.targets, strides)], path,
+                         palette=palette_for(class_names), mean=samples.mean, std=samples.std)
         with Image.open(path) as im:
-            picture = np.asarray(im.convert("RGB"))
-    else:
-        picture = plot_classification_predictions(images, preds, [s["label"][0] for s in samples],
-                                                  module.class_names(), path, mean=mean, std=std)
-    log_image(module, "test/target/predictions", picture)
-    return path
+            return np.asarray(im.convert("RGB"))
+    return plot_classification_predictions(samples.images, samples.predictions, samples.targets, class_names, path,
+                                           mean=samples.mean, std=samples.std)
 
 
-def log_image(module, tag: str, picture: np.ndarray) -> None:
-    """``add_image`` on each TensorBoard logger of the module's trainer (others are skipped)."""
+def log_image(loggers: Sequence, tag: str, picture: np.ndarray, step: int) -> None:
+    """``add_image`` on each TensorBoard logger in ``loggers`` (others are skipped)."""
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    for logger in module.trainer.loggers:
+    for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_image(tag, picture, module.global_step, dataformats="HWC")
+            logger.experiment.add_image(tag, picture, step, dataformats="HWC")
 
 
 def plot_translation_samples(

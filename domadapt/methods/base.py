@@ -15,12 +15,12 @@ from one accumulated confusion matrix per domain (torchmetrics; states are summe
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from domadapt import schedules
@@ -29,6 +29,9 @@ from domadapt.evaluation.metrics import MetricSet
 from domadapt.evaluation.validators import build_validators, check_validator_names
 from domadapt.released_sgd import ReleasedSGD
 from domadapt.structures import IGNORE_INDEX, NetOutput
+
+if TYPE_CHECKING:
+    from domadapt.evaluation.pictures import PredictionSamples
 
 
 def iterations_done(module: pl.LightningModule) -> int:
@@ -324,9 +327,46 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         results = self._eval_epoch_end("test")
         if self.trainer.is_global_zero and results:
-            from domadapt.evaluation.run_report import write_test_report
+            self.write_test_report(results)
 
-            write_test_report(self, results)
+    def write_test_report(self, results: dict[str, Any], num_pictures: int = 4) -> None:
+        """The test report (:mod:`domadapt.evaluation.run_report`) of ``results`` and of the predictions of the first
+        ``num_pictures`` target test samples, into the run directory; the picture also goes to TensorBoard."""
+        from domadapt.evaluation.pictures import log_image
+        from domadapt.evaluation.run_report import run_dir_of, write_test_report
+
+        try:  # a qualitative picture must not cost the metrics of a finished evaluation
+            samples = self.prediction_samples(num_pictures)
+        except Exception as e:  # noqa: BLE001 - reported, not hidden
+            rank_zero_warn(f"predictions_target.png not written: {type(e).__name__}: {e}")
+            samples = None
+        _, picture = write_test_report(run_dir_of(self.trainer), results, list(self.class_names()), self.task,
+                                       self.global_step, samples)
+        if picture is not None:
+            log_image(self.trainer.loggers, "test/target/predictions", picture, self.global_step)
+
+    @torch.no_grad()
+    def prediction_samples(self, n: int) -> PredictionSamples | None:
+        """The first ``n`` samples of the DataModule's ``target_test`` with :meth:`predict_probabilities`' argmax (in
+        eval mode; the module's mode is restored); ``None`` without a target test set."""
+        from domadapt.evaluation.pictures import PredictionSamples, first_samples, normalisation_of
+
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dataset = getattr(dm, "target_test", None)
+        if dataset is None or n <= 0:
+            return None
+        samples = first_samples(dataset, n)
+        targets = [self.ground_truth(s)[0] for s in samples]
+        was_training = self.training
+        self.eval()
+        try:
+            preds = [self.predict_probabilities(s["image"].to(self.device),
+                                                tuple(t.shape[-2:]) if t.dim() == 2 else None).argmax(1)[0].cpu()
+                     for s, t in zip(samples, targets)]
+        finally:
+            self.train(was_training)
+        mean, std = normalisation_of(dataset)
+        return PredictionSamples([s["image"][0] for s in samples], preds, targets, mean, std)
 
     def class_names(self) -> tuple[str, ...]:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from domadapt import schedules
 from domadapt.layers.dynamic_conv import set_progress
 from domadapt.layers.grl import reverse_gradient
+from domadapt.layers.mcd_head import MCDHead
+from domadapt.losses.class_balance import class_balance_loss
 from domadapt.losses.functional import l1_discrepancy
 from domadapt.methods.base import DomainAdaptationModule
 from domadapt.structures import IGNORE_INDEX
@@ -55,39 +57,6 @@ def label_smoothed_cross_entropy(logits: Tensor, target: Tensor, eps: float, red
     if reduction == "none":
         return loss
     return loss.sum() / valid.sum().clamp_min(1)
-
-
-def class_balance_loss(logits: Tensor, eps: float = 1e-6) -> Tensor:
-    """``-mean_c log(mean_b softmax(z)_bc + eps)``: small when the batch spreads over all classes.
-
-    Shape:
-        logits ``(N, C)`` -> ``()``.
-    """
-    return -(F.softmax(logits, dim=1).mean(0) + eps).log().mean()
-
-
-class DRTClassifier(nn.Sequential):
-    """MCD's 3-layer classifier: ``Dropout -> Linear -> BN -> ReLU -> Dropout -> Linear -> BN -> ReLU -> Linear``.
-
-    Linear weights and biases ~ N(0, 0.01); BatchNorm scale ~ N(1, 0.01), shift 0 (the released code).
-
-    Shape:
-        ``(N, in_features)`` -> ``(N, num_classes)``.
-    """
-
-    def __init__(self, in_features: int, num_classes: int, width: int = 1000, dropout: float = 0.5) -> None:
-        super().__init__(
-            nn.Dropout(dropout), nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True),
-            nn.Linear(width, num_classes),
-        )
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.normal_(m.bias, 0.0, 0.01)
-            elif isinstance(m, nn.BatchNorm1d):
-                nn.init.normal_(m.weight, 1.0, 0.01)
-                nn.init.zeros_(m.bias)
 
 
 def validate_sources(sources: Sequence, target) -> None:
@@ -159,8 +128,8 @@ class DRT(DomainAdaptationModule):
         if hasattr(net, "head"):  # features only: the network's own classifier never trains
             net.head.requires_grad_(False)
         d, k = net.num_features, net.num_classes
-        self.c1 = DRTClassifier(d, k, classifier_width, classifier_dropout)
-        self.c2 = DRTClassifier(d, k, classifier_width, classifier_dropout)
+        self.c1 = MCDHead(d, k, classifier_width, classifier_dropout, small_init=True)
+        self.c2 = MCDHead(d, k, classifier_width, classifier_dropout, small_init=True)
 
     # ------------------------------------------------------------------ training
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
@@ -238,4 +207,4 @@ class DRT(DomainAdaptationModule):
         return schedules.get_schedule(hp.lr_schedule)(p) * schedules.multistep(p, tuple(hp.lr_milestones), hp.lr_gamma)
 
 
-__all__ = ["DRT", "DRTClassifier", "class_balance_loss", "label_smoothed_cross_entropy", "validate_sources"]
+__all__ = ["DRT", "class_balance_loss", "label_smoothed_cross_entropy", "validate_sources"]

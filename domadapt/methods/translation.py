@@ -297,7 +297,7 @@ class Translation(TrainingProgress, pl.LightningModule):
         rows = [np.concatenate([_to_uint8(t[i]) for t in (x, y, rec)], axis=1) for i in range(n)]
         from domadapt.evaluation.run_report import run_dir_of  # not trainer.log_dir: a DDP collective
 
-        path = run_dir_of(self) / "samples" / f"{name}_iter{self.iteration:07d}.png"
+        path = run_dir_of(self.trainer) / "samples" / f"{name}_iter{self.iteration:07d}.png"
         write_png(path, np.concatenate(rows, axis=0))
         return path
 

@@ -11,12 +11,14 @@ from domadapt.models.classifier import ResNetClassifier
 from domadapt.models.deeplabv2 import ASPPV2, DeepLabV2
 from domadapt.models.digits import DigitsNet
 from domadapt.models.dynamic_resnet import DynamicDigitsNet, DynamicResNet
+from domadapt.models.lenet import LeNet
 from domadapt.models.segmenter import SmpSegmenter, smp_architectures, smp_encoders
 from domadapt.models.weights import load_weights
 
 MODELS: dict[str, type] = {
     "resnet_classifier": ResNetClassifier,
     "digits": DigitsNet,
+    "lenet": LeNet,
     "smp_segmenter": SmpSegmenter,
     "deeplabv2": DeepLabV2,
     "dynamic_resnet": DynamicResNet,
@@ -31,6 +33,7 @@ __all__ = [
     "DigitsNet",
     "DynamicDigitsNet",
     "DynamicResNet",
+    "LeNet",
     "ResNetClassifier",
     "SmpSegmenter",
     "load_weights",

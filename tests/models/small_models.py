@@ -12,6 +12,7 @@ from domadapt.models import MODELS
 SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
     "resnet_classifier": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
     "digits": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
+    "lenet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
     "smp_segmenter": (
         {"arch": "Unet", "encoder_name": "resnet18", "num_classes": 5, "decoder_channels": (32, 16, 16, 8, 8)},
         (2, 3, 64, 64),
