@@ -27,7 +27,7 @@ def recipe_path(name: str) -> Path:
 
 def run_recipe(recipe: Path, out_dir: Path, max_steps: int | None, extra: list[str] = ()) -> dict:
     """``fit`` then ``test`` one recipe; returns the logged test metrics."""
-    from domadapt.cli import run_lightning
+    from domadapt.lightning_cli import run_lightning
 
     args = ["fit", "--config", str(recipe), f"--trainer.default_root_dir={out_dir}", "--run_name=run",
             "--trainer.enable_model_summary=false", *extra]

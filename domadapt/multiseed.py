@@ -70,7 +70,7 @@ def mean_std(values: list[float | None]) -> tuple[float, float]:
 
 def run_seeds(argv: list[str], seeds: list[int]) -> dict:
     """Run ``fit`` + ``test`` for every seed and write ``seeds_summary.json``; returns the summary."""
-    from domadapt.cli import run_lightning
+    from domadapt.lightning_cli import run_lightning
 
     root = root_dir(argv)
     per_seed: dict[int, dict[str, float]] = {}

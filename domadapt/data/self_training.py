@@ -52,10 +52,8 @@ def sampling_labels(dataset: DomainDataset, num_classes: int, min_pixels: int = 
         return np.asarray(labels, dtype=np.int64)
     counts = np.zeros((len(dataset), num_classes), np.int64)  # (N, K) kept pixels per class and image
     for i in range(len(dataset)):
-        if hasattr(dataset, "pseudo_dir") and hasattr(dataset, "names"):  # PseudoLabelled: read only the PNG
-            from domadapt.pseudo.writer import label_path
-
-            mask = read_index_png(label_path(dataset.pseudo_dir, dataset.names[i]))
+        if callable(getattr(dataset, "label_file", None)):  # PseudoLabelled: read only the PNG
+            mask = read_index_png(dataset.label_file(i))
         else:
             mask = np.asarray(dataset.load_raw(i)[1])
         values = mask[mask != IGNORE_INDEX].ravel().astype(np.int64)

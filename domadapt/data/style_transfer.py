@@ -186,7 +186,7 @@ class GeneratorTransfer(StyleTransfer):
 
     def module(self) -> nn.Module:
         if self._module is None:
-            from domadapt.pipeline.translate import load_generator
+            from domadapt.models.translation import load_generator
 
             self._module, _ = load_generator(self.generator, self.direction)
         return self._module.eval()

@@ -16,11 +16,14 @@ All convolution weights are initialised ``N(0, 0.02)`` and biases 0 (:func:`init
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from domadapt.fingerprint import file_sha256, state_sha256
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> nn.Module:
@@ -334,3 +337,38 @@ def load_network_checkpoint(net: nn.Module, path: str) -> nn.Module:
     net.load_state_dict(state)
     return net
 
+
+def load_generator(generator: str | os.PathLike | nn.Module,
+                   direction: Literal["a2b", "b2a"] = "a2b") -> tuple[nn.Module, dict[str, Any]]:
+    """The generator to translate with, and its identity for the manifest.
+
+    Args:
+        generator: an ``nn.Module``; a Lightning checkpoint of :class:`~domadapt.methods.translation.Translation`
+            (``g_a.`` / ``g_b.`` keys); or a state dict of a :class:`ResnetGenerator`.
+        direction: ``"a2b"`` = source -> target (``G_A``), ``"b2a"`` = ``G_B``.
+
+    Returns:
+        ``(module, {"checkpoint": path or None, "sha256": ..., "direction": ...})``.
+    """
+    if direction not in ("a2b", "b2a"):
+        raise ValueError(f"load_generator.direction: expected 'a2b' or 'b2a', got {direction!r}")
+    if isinstance(generator, nn.Module):
+        return generator, {"checkpoint": None, "sha256": state_sha256(generator), "direction": direction,
+                           "module": type(generator).__name__}
+    path = Path(generator)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: generator checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncated files, ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: could not read the generator checkpoint ({first})") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a Translation checkpoint or a ResnetGenerator state dict")
+    prefix = "g_a." if direction == "a2b" else "g_b."
+    if any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    module = ResnetGenerator.from_state_dict(state)
+    return module, {"checkpoint": str(path), "sha256": file_sha256(path), "direction": direction,
+                    "module": "ResnetGenerator"}

@@ -2,7 +2,7 @@
 returns the record that goes into ``DONE.json`` (``outputs`` with paths relative to the stage folder,
 ``metrics``, and type-specific facts).
 
-* ``fit`` — ``domadapt fit`` through :func:`domadapt.cli.run_lightning` (``run=False``, so the runner
+* ``fit`` — ``domadapt fit`` through :func:`domadapt.lightning_cli.run_lightning` (``run=False``, so the runner
   can wrap the target in :class:`~domadapt.pseudo.PseudoLabelled` and load ``init_from`` weights
   before ``trainer.fit``) with ``--trainer.default_root_dir=<stage dir>``; resumes from
   ``checkpoints/last.ckpt`` when an earlier attempt left one; saves ``final.ckpt`` and runs
@@ -36,7 +36,7 @@ from domadapt.checkpointing import resume_checkpoint
 from domadapt.io import atomic_path
 from domadapt.models.weights import read_state_dict
 from domadapt.pipeline.config import PLACEHOLDER, PipelineError, PipelineSpec, StageSpec
-from domadapt.pseudo import writer
+from domadapt import fingerprint
 
 FINAL = "final.ckpt"
 LABELS = "pseudo_labels"
@@ -106,7 +106,7 @@ def recipe_args(stage: StageSpec, ctx: RunContext, pending: bool = False) -> lis
 
 def build_cli(args: list[str], stage_dir: Path, logger: bool = True):
     """Instantiate model, datamodule and trainer from recipe arguments without running anything."""
-    from domadapt.cli import run_lightning
+    from domadapt.lightning_cli import run_lightning
 
     return run_lightning([*args, *_dir_args(stage_dir, logger)], run=False)
 
@@ -128,7 +128,7 @@ def preflight(stage: StageSpec, ctx: RunContext) -> None:
     """
     if stage.type == "translate" and stage.config is None and "dataset" in stage.options:
         return
-    from domadapt.recipes.resolve import resolve_args  # the same parse as --print_config
+    from domadapt.lightning_cli import resolve_args  # the same parse as --print_config
 
     try:
         resolve_args([*recipe_args(stage, ctx, pending=True), *_dir_args(ctx.stage_dir(stage.name), True)])
@@ -218,7 +218,7 @@ def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
                for k, v in trainer.callback_metrics.items() if k.startswith("val/") and torch.as_tensor(v).numel() == 1}
     if dm.test_names and is_overridden("test_step", model):  # e.g. a translation stage has no test metrics
         metrics.update(clean_metrics(trainer.test(model, datamodule=dm, verbose=False)))
-    record.update({"outputs": {"main": FINAL, "model_sha256": writer.sha256_file(d / FINAL)}, "metrics": metrics,
+    record.update({"outputs": {"main": FINAL, "model_sha256": fingerprint.file_sha256(d / FINAL)}, "metrics": metrics,
                    "start_step": counter.start, "global_step": trainer.global_step})
     return record
 

@@ -17,7 +17,6 @@ rerun into a folder written by another generator or with other settings is refus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,65 +35,10 @@ from domadapt.data.paired import PairedSegmentationDataset
 from domadapt.data.translated import FORMAT, MANIFEST, VERSION
 from domadapt.evaluation.pictures import plot_translation_samples
 from domadapt.io import atomic_path, read_rgb, write_json, write_png
-from domadapt.models.translation import ResnetGenerator
+from domadapt.models.translation import load_generator
 
 Layout = Literal["auto", "gta5", "synthia", "generic"]
 JOURNAL = "progress.jsonl"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def state_sha256(module: nn.Module) -> str:
-    """SHA-256 over a module's state dict (names, dtypes, shapes and values)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def load_generator(generator: str | os.PathLike | nn.Module,
-                   direction: Literal["a2b", "b2a"] = "a2b") -> tuple[nn.Module, dict[str, Any]]:
-    """The generator to translate with, and its identity for the manifest.
-
-    Args:
-        generator: an ``nn.Module``; a Lightning checkpoint of :class:`~domadapt.methods.translation.Translation`
-            (``g_a.`` / ``g_b.`` keys); or a state dict of a :class:`ResnetGenerator`.
-        direction: ``"a2b"`` = source -> target (``G_A``), ``"b2a"`` = ``G_B``.
-
-    Returns:
-        ``(module, {"checkpoint": path or None, "sha256": ..., "direction": ...})``.
-    """
-    if direction not in ("a2b", "b2a"):
-        raise ValueError(f"translate_dataset.direction: expected 'a2b' or 'b2a', got {direction!r}")
-    if isinstance(generator, nn.Module):
-        return generator, {"checkpoint": None, "sha256": state_sha256(generator), "direction": direction,
-                           "module": type(generator).__name__}
-    path = Path(generator)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: generator checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, truncated files, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: could not read the generator checkpoint ({first})") from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a Translation checkpoint or a ResnetGenerator state dict")
-    prefix = "g_a." if direction == "a2b" else "g_b."
-    if any(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    module = ResnetGenerator.from_state_dict(state)
-    return module, {"checkpoint": str(path), "sha256": file_sha256(path), "direction": direction,
-                    "module": "ResnetGenerator"}
 
 
 def _plan(dataset: DomainDataset, layout: str) -> tuple[str, list[dict[str, Any]]]:

@@ -85,6 +85,10 @@ class PseudoLabelled(DomainDataset):
             self.labels = writer.read_table(self.pseudo_dir, expected["count"])
         return list(range(expected["count"]))
 
+    def label_file(self, i: int) -> Path:
+        """The pseudo-label PNG of sample ``i`` (segmentation), for readers that need the mask only."""
+        return writer.label_path(self.pseudo_dir, self.names[i])
+
     def _load(self, entry: int) -> tuple[np.ndarray, Any]:
         image, _ = self.dataset.load_raw(entry)  # ground truth, if any, is never used
         if self.task != "segmentation":

@@ -50,6 +50,7 @@ from domadapt.data.sharding import ShardSampler
 from domadapt.evaluation.inference import class_probabilities, native_resolution
 from domadapt.evaluation.reports import format_table
 from domadapt.io import write_png
+from domadapt import fingerprint
 from domadapt.pseudo import writer
 from domadapt.pseudo.stats import ConfidenceHistogram
 from domadapt.pseudo.thresholds import ClassPercentile, ThresholdStrategy
@@ -228,9 +229,9 @@ def generate_pseudo_labels(
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-        model_info = {"sha256": writer.sha256_file(checkpoint), "source": str(checkpoint)}
+        model_info = {"sha256": fingerprint.file_sha256(checkpoint), "source": str(checkpoint)}
     else:
-        model_info = {"sha256": writer.sha256_state_dict(model), "source": "state_dict"}
+        model_info = {"sha256": fingerprint.state_sha256(model), "source": "state_dict"}
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model_device, was_training = next(model.parameters()).device, model.training
     model.to(device).eval()

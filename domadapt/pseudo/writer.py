@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from domadapt.io import DataError, atomic_path, write_json
 
@@ -74,26 +73,6 @@ def image_list(dataset) -> dict[str, Any]:
     for n in names:
         h.update(n.encode() + b"\n")
     return {"dataset": dataset.describe(), "count": len(names), "naming": naming, "sha256": h.hexdigest()}
-
-
-# ---------------------------------------------------------------------------------------- hashes
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex ``sha256`` of a file's bytes (read in 1 MB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def sha256_state_dict(module: torch.nn.Module) -> str:
-    """Hex ``sha256`` over the names, shapes, dtypes and bytes of a module's state dict (sorted by name)."""
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}:{tuple(t.shape)}:{t.dtype}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------- writing

@@ -9,37 +9,14 @@ resolves to ``{"options": ..., "inputs": ...}``.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from domadapt.lightning_cli import resolve_args
 from domadapt.recipes.listing import is_pipeline
 
 FIT = "fit"  # the key of a fit recipe's only configuration
-
-
-def resolve_args(args: list[str]) -> dict[str, Any]:
-    """The configuration that ``domadapt fit <args> --print_config`` prints, as a mapping.
-
-    Raises:
-        ValueError: the arguments do not parse (the parser's message, on one line).
-    """
-    from domadapt.cli import run_lightning
-
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            run_lightning([*args, "--print_config"], run=False)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            text = err.getvalue()
-            text = text[text.find("error:"):] if "error:" in text else text
-            raise ValueError(" ".join(text.split())[:400]) from None
-    return yaml.safe_load(out.getvalue())
 
 
 def resolve_recipe(path: str | Path) -> dict[str, dict[str, Any]]:

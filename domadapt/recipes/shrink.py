@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from domadapt.recipes.roots import is_dataset
+from domadapt.data.roots import is_dataset
 
 SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size"})  # (height, width) pairs
 SIDE_KEYS = frozenset({"resize_shorter"})  # one side length

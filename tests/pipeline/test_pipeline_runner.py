@@ -10,7 +10,8 @@ import torch
 
 from domadapt.pipeline.config import PipelineError
 from domadapt.pipeline.runner import run_pipeline
-from domadapt.pseudo.writer import read_manifest, sha256_file
+from domadapt.fingerprint import file_sha256
+from domadapt.pseudo.writer import read_manifest
 from tests.pipeline.pipeline_toys import tiny_recipe
 
 
@@ -36,7 +37,7 @@ def test_two_stage_pipeline_runs_and_a_rerun_skips_everything(tmp_path, capsys):
     summary = run_pipeline(two_stage(run_dir))
     fit, pl = done(run_dir, "adapt"), done(run_dir, "pl")
     assert fit["global_step"] == 4 and fit["start_step"] == 0 and fit["resumed_from"] is None
-    assert fit["outputs"]["model_sha256"] == sha256_file(run_dir / "adapt" / "final.ckpt")
+    assert fit["outputs"]["model_sha256"] == file_sha256(run_dir / "adapt" / "final.ckpt")
     assert 0.0 <= fit["metrics"]["test/target/miou"] <= 1.0
     manifest = read_manifest(run_dir / "pl" / "pseudo_labels")
     assert manifest["model"]["sha256"] == fit["outputs"]["model_sha256"]  # labels of that fit's final weights

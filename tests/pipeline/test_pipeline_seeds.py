@@ -12,7 +12,7 @@ from PIL import Image
 
 from domadapt.pipeline.runner import main
 from domadapt.pipeline.seeds import run_pipeline_seeds
-from domadapt.pseudo.writer import sha256_file
+from domadapt.fingerprint import file_sha256
 from tests.pipeline.test_pipeline_runner import two_stage
 
 
@@ -26,7 +26,7 @@ def test_every_seed_runs_in_its_folder_and_the_summary_has_mean_and_std(tmp_path
     root = tmp_path / "run"
     summary = run_pipeline_seeds(two_stage(root), [0, 1])
     per_seed = {s: json.loads((root / f"seed_{s}" / "summary.json").read_text()) for s in (0, 1)}
-    hashes = {s: sha256_file(root / f"seed_{s}" / "adapt" / "final.ckpt") for s in (0, 1)}
+    hashes = {s: file_sha256(root / f"seed_{s}" / "adapt" / "final.ckpt") for s in (0, 1)}
     assert hashes[0] != hashes[1]  # the seed reached the Lightning stage
     saved = json.loads((root / "seeds_summary.json").read_text())
     assert saved == json.loads(json.dumps(summary)) and saved["seeds"] == [0, 1]

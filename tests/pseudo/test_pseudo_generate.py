@@ -15,7 +15,7 @@ from domadapt.data.transforms import Augment
 from domadapt.io import read_index_png, write_png
 from domadapt.pseudo.generate import QUANT, generate_pseudo_labels
 from domadapt.pseudo.thresholds import ClassPercentile, GlobalThreshold
-from domadapt.pseudo.writer import sha256_file, sha256_state_dict
+from domadapt.fingerprint import file_sha256, state_sha256
 
 from pseudo_fakes import FixedCls, FixedSeg, cls_dataset, reference_predictions, seg_dataset
 
@@ -46,7 +46,7 @@ def test_segmentation_labels_thresholds_and_manifest(tmp_path, capsys):
 
     saved = json.loads((out / "manifest.json").read_text())
     assert saved == json.loads(json.dumps(manifest))
-    assert saved["model"]["sha256"] == sha256_state_dict(model)
+    assert saved["model"]["sha256"] == state_sha256(model)
     assert saved["strategy"] == {"type": "class_percentile", "percentile": 0.5, "cap": 0.9}
     assert saved["images"]["count"] == len(ds) and saved["images"]["dataset"] == "fake-seg"
     kept = [np.mean(expected[pred == c] != 255) for c in range(3)]
@@ -92,7 +92,7 @@ def test_datamodule_uses_target_with_eval_transform_and_checkpoint_hash(tmp_path
     torch.save({"state_dict": model.state_dict()}, ckpt)
     m = generate_pseudo_labels(FixedSeg(scale=1.0), dm, tmp_path / "pl", GlobalThreshold(0.6), checkpoint=ckpt,
                                progress=False, verbose=False)
-    assert m["model"] == {"sha256": sha256_file(ckpt), "source": str(ckpt)}
+    assert m["model"] == {"sha256": file_sha256(ckpt), "source": str(ckpt)}
     pred, conf = reference_predictions(model, target)  # the checkpoint's weights (scale 4) were used
     expected = np.where(quantized(conf) >= 0.6, pred, 255)
     np.testing.assert_array_equal(read_index_png(tmp_path / "pl" / "labels" / "000000.png"), expected[0])

@@ -20,7 +20,8 @@ from domadapt.data.translated import TranslatedDataset
 from domadapt.io import DataError
 from domadapt.methods.translation import Translation
 from domadapt.models.translation import ResnetGenerator
-from domadapt.pipeline.translate import file_sha256, translate_dataset
+from domadapt.fingerprint import file_sha256
+from domadapt.pipeline.translate import translate_dataset
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SIZE = (24, 40)  # (H, W) translation resolution: fast on CPU
