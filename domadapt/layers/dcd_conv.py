@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from domadapt.layers.dynamic_conv import centre_taps
+from domadapt.layers.dynamic_conv import centre_taps, non_static_parameters
 
 
 def hsigmoid(x: Tensor) -> Tensor:
@@ -109,8 +109,7 @@ class DCDConv2d(nn.Module):
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters a static convolution does not have: ``lr_mult`` 10 in DRT-style fine-tuning."""
-        static = {id(self.weight)} | ({id(self.bias)} if self.bias is not None else set())
-        return [p for p in self.parameters() if id(p) not in static]
+        return non_static_parameters(self)
 
     def set_progress(self, p: float) -> None:
         """No schedule (DCD has no attention temperature); here for the dynamic-layer interface."""

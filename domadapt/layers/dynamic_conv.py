@@ -145,8 +145,7 @@ class DynamicConv2d(nn.Module):
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters a static convolution does not have (attention and residual): ``lr_mult`` 10 in DRT."""
-        static = {id(self.weight)} | ({id(self.bias)} if self.bias is not None else set())
-        return [p for p in self.parameters() if id(p) not in static]
+        return non_static_parameters(self)
 
     def set_progress(self, p: float) -> None:
         """Set the softmax temperature for training progress ``p`` (:func:`annealed_temperature`)."""
@@ -237,6 +236,13 @@ def pointwise(mix: Tensor, x: Tensor, groups: int = 1, nhwc: bool = False, out: 
     return y.reshape(b, c_out, h, w)
 
 
+def non_static_parameters(layer: nn.Module) -> list[nn.Parameter]:
+    """Every parameter of a dynamic layer except its static ``weight`` and ``bias`` (what :class:`torch.nn.Conv2d`
+    has, and static checkpoints fill)."""
+    static = {id(layer.weight)} | ({id(layer.bias)} if layer.bias is not None else set())
+    return [p for p in layer.parameters() if id(p) not in static]
+
+
 def is_dynamic_layer(module: nn.Module) -> bool:
     """A dynamic convolution (:class:`DynamicConv2d`, :class:`~domadapt.layers.dcd_conv.DCDConv2d`): a layer with
     ``new_parameters()`` and ``set_progress(p)``."""
@@ -257,4 +263,4 @@ def dynamic_parameters(module: nn.Module) -> list[nn.Parameter]:
 
 
 __all__ = ["DynamicConv2d", "DynamicMode", "annealed_temperature", "centre_taps", "dynamic_parameters", "is_dynamic_layer",
-           "pointwise", "set_progress"]
+           "non_static_parameters", "pointwise", "set_progress"]

@@ -45,6 +45,11 @@ def iterations_done(module: pl.LightningModule) -> int:
     return module.trainer.fit_loop.epoch_loop.batch_progress.total.completed
 
 
+def datamodule_of(module: pl.LightningModule) -> pl.LightningDataModule | None:
+    """The DataModule of ``module``'s trainer; ``None`` when detached or trained from plain loaders."""
+    return getattr(module.trainer, "datamodule", None) if module._trainer is not None else None
+
+
 def iterations_horizon(trainer: pl.Trainer | None, optimizer_steps_per_batch: int) -> int:
     """Training iterations (batches) that the trainer will run: ``min(max_steps // k, max_epochs x batches per
     epoch)`` with ``k = optimizer_steps_per_batch`` (Lightning's ``max_steps`` counts optimiser steps, its
@@ -245,24 +250,26 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         Shape:
             ``(N, C, H, W)`` -> ``(N, K)`` or ``(N, K, *output_size)``.
         """
-        if self.task == "segmentation" and output_size is None:
-            output_size = tuple(image.shape[-2:])
         with native_resolution(self):
-            return class_probabilities(self.eval_logits(image), output_size)
+            return class_probabilities(self.eval_logits(image), self._label_size(image, output_size))
 
     def head_probabilities(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> list[torch.Tensor]:
         """:meth:`predict_probabilities` of each head of :meth:`eval_heads` (methods with two classifiers)."""
-        if self.task == "segmentation" and output_size is None:
-            output_size = tuple(image.shape[-2:])
         with native_resolution(self):
-            return [class_probabilities(z, output_size) for z in self.eval_heads(image)]
+            return [class_probabilities(z, self._label_size(image, output_size)) for z in self.eval_heads(image)]
+
+    def _label_size(self, image: torch.Tensor, output_size: tuple[int, int] | None) -> tuple[int, int] | None:
+        """``output_size``, or for segmentation without one the image's own size."""
+        if self.task == "segmentation" and output_size is None:
+            return tuple(image.shape[-2:])
+        return output_size
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits used for evaluation and prediction (methods with several heads override this)."""
         return self.net(x).logits
 
     def _names(self, stage: str) -> list[str]:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = datamodule_of(self)
         names = getattr(dm, "val_names" if stage == "val" else "test_names", None)
         return list(names) if names else ["target"]
 
@@ -351,7 +358,7 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         eval mode; the module's mode is restored); ``None`` without a target test set."""
         from domadapt.evaluation.pictures import PredictionSamples, first_samples, normalisation_of
 
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = datamodule_of(self)
         dataset = getattr(dm, "target_test", None)
         if dataset is None or n <= 0:
             return None
@@ -369,7 +376,7 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         return PredictionSamples([s["image"][0] for s in samples], preds, targets, mean, std)
 
     def class_names(self) -> tuple[str, ...]:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = datamodule_of(self)
         names = getattr(dm, "classes", None)
         return tuple(names) if names else tuple(str(i) for i in range(self.net.num_classes))
 

@@ -36,7 +36,7 @@ from domadapt.layers.grl import reverse_gradient
 from domadapt.layers.mcd_head import MCDHead
 from domadapt.losses.class_balance import class_balance_loss
 from domadapt.losses.functional import l1_discrepancy
-from domadapt.methods.base import DomainAdaptationModule
+from domadapt.methods.base import DomainAdaptationModule, datamodule_of
 from domadapt.structures import IGNORE_INDEX
 
 
@@ -136,7 +136,7 @@ class DRT(DomainAdaptationModule):
         set_progress(self.net, self.progress)  # attention temperature, a pure function of progress
 
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = datamodule_of(self)
         if stage == "fit" and dm is not None and hasattr(dm, "sources"):
             validate_sources(dm.sources, dm.target)
 

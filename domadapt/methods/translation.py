@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from domadapt.methods.base import TrainingProgress
+from domadapt.methods.base import TrainingProgress, datamodule_of
 from domadapt import schedules
 from domadapt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from domadapt.io import write_png
@@ -270,7 +270,7 @@ class Translation(TrainingProgress, pl.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def _val_name(self, dataloader_idx: int) -> str:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        dm = datamodule_of(self)
         names = list(getattr(dm, "val_names", None) or ["source", "target"])
         return names[dataloader_idx] if dataloader_idx < len(names) else f"val{dataloader_idx}"
 
