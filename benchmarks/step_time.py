@@ -1,54 +1,49 @@
-"""Seconds per training iteration of every classification method on the embedded digits.
+"""Seconds per training iteration of every digits recipe, beside the same iteration as an in-memory plain PyTorch loop.
 
-Batch 64 source + 64 target, DigitsNet, CPU. Every method runs through ``pl.Trainer.fit`` with the
-same DataModule; a callback timestamps the end of each training batch, so a figure includes data
-loading, the optimiser step(s) and Lightning's logging — what a user waits for. Beside them the
-same DANN iteration is written as a plain PyTorch loop (same net, loss, optimiser, data loaders) to
-measure what domadapt + Lightning add. Methods are timed in interleaved rounds; medians reported.
+Each recipe of ``recipes/digits/`` (LeNet, batch 64 source + 64 target, embedded digits) is built by the CLI
+(``domadapt fit --config R`` without running) and trained by ``pl.Trainer.fit`` on its own DataModule; a callback
+timestamps the end of every batch, so a figure holds data loading, the optimiser step(s) and logging: what a user
+waits for between two iterations. Beside them, source-only and DANN are written as plain PyTorch loops over
+tensors already normalised in memory (a fresh permutation each epoch, the recipe's network, loss module, parameter
+groups, SGD and learning-rate schedule, no framework, no DataLoader). Rounds are interleaved; medians reported.
 
-Targets (issue "alignment methods"): DANN <= 1.6x source-only; domadapt DANN <= 1.15x plain loop.
+Then one whole ``domadapt fit`` of the source-only recipe (``--steps-whole`` iterations, with its validation,
+loggers and checkpoints, start-up included) against the plain loop's time for as many iterations.
 
-Usage: python benchmarks/step_time.py [--steps 60] [--rounds 3] [--threads 2]
+Target (issue "a fast loop on embedded data"): every recipe's iteration <= 1.15x the plain loop of the same
+iteration (source-only and DANN). The older "DANN <= 1.6x source-only" is retired: DANN forwards twice the images.
+
+Usage: python benchmarks/step_time.py [--steps 80] [--rounds 3] [--threads 2] [--steps-whole 400]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
+import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from domadapt.data import Augment, DomainAdaptationDataModule, EmbeddedDigits
-from domadapt.losses import DomainAdversarialLoss
-from domadapt.methods import CDAN, DANN, MCD, FeatureAlignment, SourceOnly
-from domadapt.losses import CORALLoss, EntropyLoss, MinimumClassConfusionLoss, MMDLoss
-from domadapt.models import DigitsNet
+from domadapt.lightning_cli import run_lightning
 
-NORM = dict(mean=(0.5,) * 3, std=(0.5,) * 3)
+RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "digits"
+SINGLE_SOURCE = sorted(p for p in RECIPES.glob("*.yaml") if "multisource" not in p.stem)
 
 
-def datamodule() -> DomainAdaptationDataModule:
-    return DomainAdaptationDataModule(EmbeddedDigits("digits"), EmbeddedDigits("digits-photo"),
-                                      train_transform=Augment(**NORM), batch_size=64)
-
-
-def methods() -> dict:
-    common = dict(lr=0.01, head_lr_mult=1.0, lr_schedule="inv")
-    return {
-        "SourceOnly": lambda: SourceOnly(DigitsNet(), **common),
-        "DANN": lambda: DANN(DigitsNet(), grl_min=0.1, **common),
-        "CDAN": lambda: CDAN(DigitsNet(), **common),
-        "DAN (MMD)": lambda: FeatureAlignment(DigitsNet(), MMDLoss(), **common),
-        "CORAL": lambda: FeatureAlignment(DigitsNet(), CORALLoss(), **common),
-        "Entropy": lambda: FeatureAlignment(DigitsNet(), EntropyLoss(), adaptation_weight=0.1, **common),
-        "MCC": lambda: FeatureAlignment(DigitsNet(), MinimumClassConfusionLoss(), **common),
-        "MCD": lambda: MCD(DigitsNet(), num_k=4, **common),
-    }
+def build(recipe: Path, *extra: str):
+    """``(module, datamodule)`` of a recipe, as ``domadapt fit --config recipe`` builds them."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        cli = run_lightning(["fit", "--config", str(recipe), *extra], run=False)
+    return cli.model, cli.datamodule
 
 
 class BatchClock(pl.Callback):
@@ -59,66 +54,111 @@ class BatchClock(pl.Callback):
         self.stamps.append(time.perf_counter())
 
 
-def time_lightning(make, steps: int) -> float:
-    module, clock = make(), BatchClock()
+def median_gap(stamps: list[float], warmup: int = 5) -> float:
+    return statistics.median([b - a for a, b in zip(stamps, stamps[1:])][warmup:])
+
+
+def time_recipe(recipe: Path, steps: int) -> float:
+    """Median seconds per iteration of ``Trainer.fit`` on the recipe's module and DataModule."""
+    module, data = build(recipe)
+    clock = BatchClock()
     trainer = pl.Trainer(max_steps=steps * module.optimizer_steps_per_batch, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
                          limit_val_batches=0, accelerator="cpu")
-    trainer.fit(module, datamodule())
-    gaps = [b - a for a, b in zip(clock.stamps, clock.stamps[1:])][5:]  # skip warm-up iterations
-    return statistics.median(gaps)
+    trainer.fit(module, data)
+    return median_gap(clock.stamps)
 
 
-def time_plain_dann(steps: int) -> float:
-    """The DANN iteration by hand: concat forward, CE + GRL-discriminator BCE, SGD step."""
-    net = DigitsNet()
-    loss_fn = DomainAdversarialLoss(net.num_features, min_coeff=0.1)
-    opt = torch.optim.SGD([*net.parameters(), *loss_fn.parameters()], lr=0.01, momentum=0.9, weight_decay=5e-4)
-    dm = datamodule()
-    dm.setup()
-    loaders = dm.train_dataloader()
+def in_memory(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source images, labels and target images of a DataModule, normalised once, as tensors."""
+    data.setup()
+    src, tgt = data.sources[0], data.target
+    return (src._transformed_images().whole, torch.from_numpy(src.labels), tgt._transformed_images().whole)
+
+
+def batches(n: int, batch: int, seed: int):
+    """Index batches of a fresh permutation per epoch (``drop_last``)."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n - batch + 1, batch):
+            yield perm[i:i + batch]
+
+
+def time_plain(recipe: Path, steps: int, adversarial: bool) -> float:
+    """The recipe's iteration written by hand: forward (source, or source + target for DANN), cross-entropy (+ the
+    recipe's domain-adversarial loss), SGD step with the recipe's parameter groups, ``(1 + 10p)^-0.75`` schedule."""
+    module, data = build(recipe)
+    xs, ys, xt = in_memory(data)
+    net, hp, b = module.net, module.hparams, data.batch_size
+    groups = [{"params": g["params"], "lr": hp.lr * g.get("lr_mult", 1.0)} for g in module.param_groups()]
+    opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 + 10 * i / steps) ** -0.75)
+    source, target = batches(len(xs), b, 0), batches(len(xt), b, 1)
     stamps = []
-    it = iter(loaders)
     for i in range(steps):
-        batch = next(it)
-        batch = batch[0] if isinstance(batch, tuple) else batch
-        xs, ys, xt = batch["source"]["image"], batch["source"]["label"], batch["target"]["image"]
-        loss_fn.set_progress(i / steps)
-        out = net(torch.cat([xs, xt]))
-        n = xs.shape[0]
-        loss = F.cross_entropy(out.logits[:n], ys) + loss_fn(out.features[:n], out.features[n:])
+        s, t = next(source), next(target)
+        if adversarial:
+            module.loss.set_progress(i / steps)
+            out = net(torch.cat([xs[s], xt[t]]))
+            loss = F.cross_entropy(out.logits[:b], ys[s]) + module.loss(out.features[:b], out.features[b:])
+        else:
+            loss = F.cross_entropy(net(xs[s]).logits, ys[s])
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
         stamps.append(time.perf_counter())
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])][5:]
-    return statistics.median(gaps)
+    return median_gap(stamps)
+
+
+def time_whole_fit(recipe: Path, steps: int) -> float:
+    """Wall seconds of a whole ``domadapt fit`` (validation, loggers, checkpoints, start-up included)."""
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            run_lightning(["fit", "--config", str(recipe), f"--trainer.default_root_dir={out}", "--run_name=bench",
+                           f"--trainer.max_steps={steps}", "--trainer.enable_progress_bar=false",
+                           "--trainer.check_val_every_n_epoch=1"])
+        return time.perf_counter() - t0
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=60, help="iterations per timed run")
+    p.add_argument("--steps", type=int, default=80, help="iterations per timed run")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--steps-whole", type=int, default=400, help="iterations of the whole-fit comparison (0 = skip)")
+    p.add_argument("--recipes", default="", help="comma-separated recipe stems (default: every single-source one)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
-    pl.seed_everything(0, verbose=False)
-    print(f"load average before: {os.getloadavg()}  threads: {args.threads}")
-    makers = methods()
-    times: dict[str, list[float]] = {name: [] for name in [*makers, "DANN, plain PyTorch loop"]}
+    recipes = [r for r in SINGLE_SOURCE if not args.recipes or r.stem in args.recipes.split(",")]
+    plain = {"source_only": False, "dann": True}
+    print(f"load average before: {os.getloadavg()}  threads: {args.threads}  torch {torch.__version__}")
+    times: dict[str, list[float]] = {}
     for r in range(args.rounds):
-        for name, make in makers.items():
-            times[name].append(time_lightning(make, args.steps))
-        times["DANN, plain PyTorch loop"].append(time_plain_dann(args.steps))
-        print(f"round {r + 1}/{args.rounds} done")
+        for recipe in recipes:
+            times.setdefault(recipe.stem, []).append(time_recipe(recipe, args.steps))
+            if recipe.stem in plain:
+                times.setdefault(f"{recipe.stem}, plain loop", []).append(
+                    time_plain(recipe, args.steps, plain[recipe.stem]))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in times.items()}
-    base = med["SourceOnly"]
-    print(f"\n{'method':<28}{'s/iteration':>12}{'x source-only':>15}")
+    print(f"\n{'recipe (recipes/digits)':<28}{'s/iteration':>12}{'x plain loop':>14}")
     for name, t in med.items():
-        print(f"{name:<28}{t:>12.4f}{t / base:>15.2f}")
-    print(f"\nDANN / source-only: {med['DANN'] / base:.2f}x (target <= 1.6x)")
-    print(f"domadapt DANN / plain PyTorch DANN: {med['DANN'] / med['DANN, plain PyTorch loop']:.2f}x (target <= 1.15x)")
+        ref = med.get(f"{name}, plain loop")
+        print(f"{name:<28}{t:>12.4f}{(f'{t / ref:.2f}' if ref else ''):>14}")
+    for name in plain:
+        if name in med and f"{name}, plain loop" in med:
+            print(f"{name}: {med[name] / med[f'{name}, plain loop']:.2f}x the plain loop (target <= 1.15x)")
+    source_only = RECIPES / "source_only.yaml"
+    if args.steps_whole and source_only in recipes:
+        whole = time_whole_fit(source_only, args.steps_whole)
+        plain_whole = med["source_only, plain loop"] * args.steps_whole
+        print(f"\nwhole `domadapt fit` of {args.steps_whole} source-only iterations (validation every epoch, loggers, "
+              f"checkpoints, start-up): {whole:.1f} s; the plain loop's {args.steps_whole} iterations: "
+              f"{plain_whole:.1f} s")
 
 
 if __name__ == "__main__":

@@ -11,23 +11,30 @@ Subclasses implement two methods:
 * ``_load(entry) -> (image, target)`` — ``image`` ``(H, W, 3)`` uint8 RGB, ``target`` an ``(H, W)``
   uint8 train-id mask (segmentation) or an ``int`` label (classification).
 
-``__getitem__`` applies the transform and returns a :class:`~domadapt.structures.Sample`.
+and, when the samples sit in memory as arrays, ``_arrays() -> (images, targets)`` (``(N, H, W, 3)`` uint8 and
+``(N,)`` labels or ``(N, H, W)`` masks, indexed by the entries) so that a batch with a pixel-wise transform is built in one step
+(:mod:`domadapt.data.batching`).
+
+``__getitem__`` applies the transform and returns a :class:`~domadapt.structures.Sample`; ``__getitems__`` (what a
+``DataLoader`` calls for a batch) returns the samples of a batch.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from domadapt.data.batching import BatchedSamples, TransformedImages, pixel_table
 from domadapt.data.resumable import seed_of
 from domadapt.io import CorruptSampleError, DataError
-from domadapt.structures import Task
+from domadapt.structures import Task, target_key
 
 Transform = Callable[..., dict]
 
@@ -76,6 +83,11 @@ class DomainDataset(Dataset):
 
     def _load(self, entry: Any) -> tuple[np.ndarray, Any]:
         raise NotImplementedError
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """In-memory data: ``(images, targets)`` indexed by the entries of ``_index`` (positions), else ``None``.
+        A subclass that overrides ``_load`` must override this too."""
+        return None
 
     def describe(self) -> str:
         """One line naming the dataset for messages and logs."""
@@ -134,6 +146,38 @@ class DomainDataset(Dataset):
             raise DataError(f"{self.describe()}: every sample is corrupt")
         return self._to_sample(image, target, index)
 
+    def __getitems__(self, indices: list[int]) -> Sequence[dict]:
+        """The samples at ``indices`` (a ``DataLoader`` batch): one gather when the data sit in memory and the
+        transform is pixel-wise (:mod:`domadapt.data.batching`), else one ``__getitem__`` each."""
+        images = self._transformed_images()
+        if images is None:
+            return [self[i] for i in indices]
+        positions = np.asarray([self.items[int(i)] for i in indices], dtype=np.int64)
+        batch = {"image": images[positions]}
+        if self.with_labels:
+            batch[target_key(self.task)] = torch.from_numpy(np.asarray(self._arrays()[1][positions])).long()
+        batch["domain"] = torch.full((len(indices),), self.domain, dtype=torch.long)
+        batch["index"] = torch.tensor([int(i) for i in indices], dtype=torch.long)
+        return BatchedSamples(batch)
+
+    def _transformed_images(self) -> TransformedImages | None:
+        """The in-memory images under the transform's pixel table, built once per transform; ``None`` when the data
+        are files or the transform is not pixel-wise."""
+        pixelwise = getattr(self.transform, "pixel_table", lambda: None)  # Augment.pixel_table
+        table = _default_table() if self.transform is None else pixelwise()
+        arrays = None if table is None else self._arrays()
+        if arrays is None or arrays[0].dtype != np.uint8 or arrays[0].ndim != 4 or arrays[0].shape[-1] != 3:
+            return None
+        cached = self.__dict__.get("_pixelwise")
+        if cached is None or cached.table is not table or cached.images is not arrays[0]:
+            cached = self._pixelwise = TransformedImages(arrays[0], table)
+        return cached
+
+    def __getstate__(self) -> dict:  # DataLoader workers rebuild the transformed copy they use
+        state = dict(self.__dict__)
+        state.pop("_pixelwise", None)
+        return state
+
     def _to_sample(self, image: np.ndarray, target: Any, index: int) -> dict:
         transform = self.transform or to_tensor_sample
         seed = seed_of(index)  # a training draw carries the seed of its augmentation
@@ -153,6 +197,12 @@ class DomainDataset(Dataset):
         out["domain"] = torch.tensor(self.domain, dtype=torch.long)
         out["index"] = torch.tensor(int(index), dtype=torch.long)
         return out
+
+
+@functools.cache
+def _default_table() -> torch.Tensor:
+    """The :func:`~domadapt.data.batching.pixel_table` of :func:`to_tensor_sample`."""
+    return pixel_table(to_tensor_sample)
 
 
 class SegmentationDataset(DomainDataset):
@@ -209,3 +259,6 @@ class ArrayDataset(DomainDataset):
 
     def _load(self, entry: int) -> tuple[np.ndarray, Any]:
         return self.images[entry], self.targets[entry]
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.images, self.targets

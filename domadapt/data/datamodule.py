@@ -27,6 +27,7 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader
 
 from domadapt.data.base import DomainDataset
+from domadapt.data.batching import collate_samples
 from domadapt.data.resumable import ResumableLoader, ResumableRandomSampler, SeededConcatDataset, resume_loader
 from domadapt.data.sharding import ShardSampler
 from domadapt.data.transforms import Augment
@@ -147,12 +148,14 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
             sampler = ShardSampler(len(ds)) if torch.distributed.is_available() and \
                 torch.distributed.is_initialized() else None
             return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                              pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+                              collate_fn=collate_samples, pin_memory=self.pin_memory,
+                              persistent_workers=self.num_workers > 0)
         if len(ds) < batch_size:
             raise DataError(f"{_describe(ds)}: {len(ds)} samples is fewer than one batch of {batch_size} (drop_last)")
         return ResumableLoader(
             ds, batch_size=batch_size, sampler=ResumableRandomSampler(len(ds), seed=seed), drop_last=True,
             generator=torch.Generator().manual_seed(seed),  # worker seeds; the global RNG is the model's alone
+            collate_fn=collate_samples,  # in-memory batches come collated (domadapt.data.batching)
             num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
         )
 

@@ -147,6 +147,9 @@ class EmbeddedDigits(ClassificationDataset):
     def _load(self, entry: int) -> tuple[np.ndarray, Any]:
         return self.images[entry], int(self.labels[entry])  # type: ignore[index]
 
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.images, self.labels  # type: ignore[return-value]
+
 
 class ToyCity(SegmentationDataset):
     """Synthetic street scenes in Cityscapes train ids: flat-shaded ``source``, photo-textured ``target``.
@@ -208,3 +211,6 @@ class ToyCity(SegmentationDataset):
 
     def _load(self, entry: int) -> tuple[np.ndarray, Any]:
         return self.images[entry], self.masks[entry]  # type: ignore[index]
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.images, self.masks  # type: ignore[return-value]

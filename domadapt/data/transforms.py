@@ -17,6 +17,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
+from domadapt.data.batching import pixel_table
 from domadapt.structures import IGNORE_INDEX
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,6 +127,7 @@ class Augment:
         self.interpolation, self.train, self.resize_shorter = interpolation, train, resize_shorter
         self.full_resolution_mask = full_resolution_mask
         self.pipeline = A.Compose(self._ops())
+        self._table: torch.Tensor | None = None
 
     def _ops(self) -> list:
         interp = _INTERP[self.interpolation]
@@ -151,6 +153,23 @@ class Augment:
         ops.append(ToTensorV2())
         return ops
 
+    @property
+    def pixelwise(self) -> bool:
+        """Whether every output pixel depends only on the same input pixel's value and channel (normalisation
+        alone: no resize, crop, rescale, flip or jitter acts)."""
+        random_ops = self.scale is not None or self.hflip > 0 or self.color_jitter > 0
+        return (self.resize is None and self.resize_shorter is None and self.crop is None
+                and not (self.train and random_ops))
+
+    def pixel_table(self) -> torch.Tensor | None:
+        """The pipeline as a :func:`~domadapt.data.batching.pixel_table` when it is :attr:`pixelwise`, else ``None``
+        (a batch of in-memory images is then transformed in one lookup, bit for bit as sample by sample)."""
+        if not self.pixelwise:
+            return None
+        if self._table is None:
+            self._table = pixel_table(self)
+        return self._table
+
     def reseed(self, seed: int) -> None:
         """Seed the random choices of the next call (a training draw's seed, :mod:`domadapt.data.resumable`).
 
@@ -174,10 +193,12 @@ class Augment:
     def __getstate__(self):  # pickle the description, rebuild the pipeline in the worker
         state = dict(self.__dict__)
         state.pop("pipeline")
+        state.pop("_table", None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._table = None
         self.pipeline = A.Compose(self._ops())
 
 

@@ -67,7 +67,7 @@ class FeatureAlignment(DomainAdaptationModule):
         self.loss.set_progress(self.progress)
         value = self.loss(select(out_s, self.on), select(out_t, self.on))
         for k, v in self.loss.extra_logs().items():
-            self.log(f"train/{k}", v, on_step=True, on_epoch=True)
+            self.log_train(f"train/{k}", v)
         return value
 
     def extra_param_groups(self) -> list[dict]:

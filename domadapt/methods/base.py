@@ -27,6 +27,7 @@ from domadapt import schedules
 from domadapt.evaluation.inference import class_probabilities, native_resolution
 from domadapt.evaluation.metrics import MetricSet
 from domadapt.evaluation.validators import build_validators, check_validator_names
+from domadapt.methods.training_terms import TrainingTerms
 from domadapt.released_sgd import ReleasedSGD
 from domadapt.structures import IGNORE_INDEX, NetOutput
 
@@ -99,7 +100,7 @@ class TrainingProgress:
         return schedules.progress(self.iteration, self.horizon)
 
 
-class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
+class DomainAdaptationModule(TrainingTerms, TrainingProgress, pl.LightningModule):
     """Base adaptation method: supervised source loss + scheduled adaptation loss.
 
     Args:
@@ -221,24 +222,8 @@ class DomainAdaptationModule(TrainingProgress, pl.LightningModule):
         self.check_finite({**terms, **adapt_terms})
         self.log_terms({"loss": loss, "loss_task": terms["task"],
                         **{f"loss_{k}": v for k, v in adapt_terms.items()}}, batch_size=src["image"].shape[0])
-        self.log("train/adapt_weight", w, on_step=True, on_epoch=False)
+        self.log_train("train/adapt_weight", w, on_epoch=False)
         return loss
-
-    def check_finite(self, terms: dict[str, torch.Tensor]) -> None:
-        """Stop training with a message naming the step and the term when a loss is NaN/Inf.
-
-        The check runs before ``backward``, so the weights (and the last checkpoint) stay good.
-        """
-        for name, value in terms.items():
-            if not torch.isfinite(value.detach()).all():
-                raise FloatingPointError(
-                    f"non-finite loss at training iteration {self.iteration} (global step {self.global_step}): "
-                    f"term `{name}` = {value.detach().float().item()}; training stopped, the last checkpoint is kept"
-                )
-
-    def log_terms(self, terms: dict[str, torch.Tensor], batch_size: int) -> None:
-        for k, v in terms.items():
-            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "loss", batch_size=batch_size)
 
     # ------------------------------------------------------------------ evaluation
     def predict_probabilities(self, image: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -124,9 +124,8 @@ class CDSSL(DomainAdaptationModule):
             terms["pseudo"] = self.pseudo_label_loss(out_t.logits, tgt["image"], labels_t)
             w = self.adaptation_coefficient()
             loss = w * terms["pseudo"] if loss is None else loss + w * terms["pseudo"]
-            self.log("train/pseudo_kept", (labels_t != IGNORE_INDEX).float().mean(), on_step=True, on_epoch=True,
-                     batch_size=labels_t.shape[0])
-            self.log("train/adapt_weight", w, on_step=True, on_epoch=False)
+            self.log_train("train/pseudo_kept", (labels_t != IGNORE_INDEX).float().mean(), batch_size=labels_t.shape[0])
+            self.log_train("train/adapt_weight", w, on_epoch=False)
         if loss is None:
             raise ValueError("CDSSL.training_step: the batch has neither source samples nor pseudo-labelled target "
                              "samples; expected batch['source'] and/or a target with `label`/`mask`")
@@ -134,10 +133,11 @@ class CDSSL(DomainAdaptationModule):
         n_s = src["image"].shape[0] if src is not None else 0
         n_t = tgt["image"].shape[0] if tgt is not None else 0
         self.log_terms({"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}, batch_size=max(n_s + n_t, 1))
-        self.log("train/target_share", n_t / max(n_s + n_t, 1), on_step=False, on_epoch=True, batch_size=n_s + n_t)
+        self.log_train("train/target_share", n_t / max(n_s + n_t, 1), batch_size=n_s + n_t, on_step=False)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
         if self.teacher is not None:
             self.teacher.update(self.net)
 

@@ -129,7 +129,7 @@ class OutputSpaceAdversarial(DomainAdaptationModule):
         logs = {"loss": loss.detach(), **{f"loss_{k}": v for k, v in terms.items()}, "loss_discriminator": loss_d}
         self.log_terms(logs, batch_size=src["image"].shape[0])
         for k, v in self.loss.extra_logs().items():
-            self.log(f"train/{k}", v, on_step=True, on_epoch=True)
+            self.log_train(f"train/{k}", v)
 
 
 def _fresh_copy(loss: AlignmentLoss) -> AlignmentLoss:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from domadapt.methods.base import TrainingProgress, datamodule_of
+from domadapt.methods.training_terms import TrainingTerms
 from domadapt import schedules
 from domadapt.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from domadapt.io import write_png
@@ -105,7 +106,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-class Translation(TrainingProgress, pl.LightningModule):
+class Translation(TrainingTerms, TrainingProgress, pl.LightningModule):
     """CycleGAN with BDL's perceptual loss, trained source (A) <-> target (B).
 
     Args:
@@ -205,14 +206,6 @@ class Translation(TrainingProgress, pl.LightningModule):
                 "idt_a": idt, "idt_b": idt, "per_a": hp.lambda_per, "per_b": hp.lambda_per,
                 "per_recon_a": hp.lambda_per_recon, "per_recon_b": hp.lambda_per_recon}
 
-    def check_finite(self, terms: dict[str, torch.Tensor]) -> None:
-        """One-line ``FloatingPointError`` naming the iteration and the term when a loss is NaN/Inf (before backward)."""
-        for name, value in terms.items():
-            if not torch.isfinite(value.detach()).all():
-                raise FloatingPointError(
-                    f"non-finite loss at training iteration {self.iteration} (global step {self.global_step}): "
-                    f"term `{name}` = {value.detach().float().item()}; training stopped, the last checkpoint is kept")
-
     @staticmethod
     def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
         for m in modules:
@@ -257,9 +250,7 @@ class Translation(TrainingProgress, pl.LightningModule):
                               ("per_recon", "per_recon")):
             if f"{prefix}_a" in terms:
                 logs[f"loss_{group}"] = terms[f"{prefix}_a"] + terms[f"{prefix}_b"]
-        for k, v in logs.items():
-            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k in ("loss_G", "loss_D"),
-                     batch_size=batch_size)
+        self.log_terms(logs, batch_size, prog_bar=("loss_G", "loss_D"))
 
     def configure_optimizers(self):
         hp = self.hparams
