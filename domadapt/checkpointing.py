@@ -126,6 +126,9 @@ class LastCheckpoint(ModelCheckpoint):
             return False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        flush = getattr(pl_module, "flush_train_log", None)  # the training logs due at this batch go in the checkpoint
+        if callable(flush):
+            flush(batch_idx)
         if not self._validation_follows(trainer):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 

@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler
 
 from domadapt import distributed

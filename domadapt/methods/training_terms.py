@@ -11,7 +11,8 @@ a running, batch-size-weighted sum of each term and calls ``log`` once per term 
 * so what a logger receives at iteration ``kn`` is the mean over iterations ``(k-1)n+1 … kn``, and the epoch mean
   Lightning computes from the windows (weighted by their ``batch_size``) is the mean over every batch.
 
-With ``log_every_n_steps: 1`` every batch is logged on its own, as before.
+With ``log_every_n_steps: 1`` every batch is logged on its own, as before. The open windows travel in checkpoints
+(``train_log_window``), so a resumed run logs the epoch means an uninterrupted run logs.
 """
 
 from __future__ import annotations
@@ -56,16 +57,25 @@ class TrainingTerms:
             window[name] = [value, batch_size, on_step, on_epoch, prog_bar]
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        trainer: pl.Trainer = self.trainer
-        every = max(int(trainer.log_every_n_steps), 1)
-        done = self.iteration + 1  # this batch is not counted as completed until after this hook
-        if (done % every == 0 or batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
-                or 0 < trainer.max_steps <= trainer.global_step):
-            self.flush_train_log()
+        self.flush_train_log(batch_idx)
 
-    def flush_train_log(self) -> None:
-        """Log the mean of every open window and close it. Lightning calls the callbacks' ``on_train_batch_end``
-        before the module's: a callback that reads this batch's values there calls this first."""
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_log_window"] = {k: list(v) for k, v in vars(self).get("_train_window", {}).items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        vars(self)["_train_window"] = {k: list(v) for k, v in checkpoint.get("train_log_window", {}).items()}
+
+    def flush_train_log(self, batch_idx: int | None = None) -> None:
+        """Log the mean of every open window and close it, when training batch ``batch_idx`` (just finished) ends a
+        window, or now (``None``). Lightning calls the callbacks' ``on_train_batch_end`` before the module's: a
+        callback that reads this batch's values or saves a checkpoint there calls this first (as
+        :class:`~domadapt.checkpointing.LastCheckpoint` does); a second call finds the windows closed."""
+        if batch_idx is not None:
+            trainer: pl.Trainer = self.trainer
+            done = self.iteration + 1  # this batch is not counted as completed until after the hook
+            if not (done % max(int(trainer.log_every_n_steps), 1) == 0 or batch_idx + 1 >= trainer.num_training_batches
+                    or trainer.should_stop or 0 < trainer.max_steps <= trainer.global_step):
+                return
         window: dict[str, list[Any]] = vars(self).get("_train_window", {})
         for name, (total, weight, on_step, on_epoch, prog_bar) in window.items():
             self.log(name, total / weight, on_step=on_step, on_epoch=on_epoch, prog_bar=prog_bar, batch_size=weight)

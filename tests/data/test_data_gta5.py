@@ -10,7 +10,7 @@ from PIL import Image
 
 from adapter_trees import CS_TRAINID_OF_ID, FIXTURES, make_tree, reference_lut, write_gta5_label
 from domadapt.data import GTA5
-from domadapt.io import CorruptSampleError, DataError
+from domadapt.io import DataError
 
 ROOT = FIXTURES / "gta5"
 

@@ -48,8 +48,8 @@ class Recorder(pl.Callback):
     def __init__(self) -> None:
         self.logs: list[dict[str, float]] = []
 
-    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-        pl_module.flush_train_log()  # callbacks run before the module's own flush: log this batch's window now
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        pl_module.flush_train_log(batch_idx)  # callbacks run before the module's own flush: log this batch's now
         self.logs.append({k: float(v) for k, v in trainer.logged_metrics.items() if k.endswith("_step")})
 
 
