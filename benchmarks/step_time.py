@@ -42,7 +42,7 @@ SINGLE_SOURCE = sorted(p for p in RECIPES.glob("*.yaml") if "multisource" not in
 def build(recipe: Path, *extra: str):
     """``(module, datamodule)`` of a recipe, as ``domadapt fit --config recipe`` builds them."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        cli = run_lightning(["fit", "--config", str(recipe), *extra], run=False)
+        cli = run_lightning(["--config", str(recipe), *extra], run=False)  # no subcommand without run
     return cli.model, cli.datamodule
 
 
