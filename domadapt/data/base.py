@@ -12,8 +12,8 @@ Subclasses implement two methods:
   uint8 train-id mask (segmentation) or an ``int`` label (classification).
 
 and, when the samples sit in memory as arrays, ``_arrays() -> (images, targets)`` (``(N, H, W, 3)`` uint8 and
-``(N,)`` labels or ``(N, H, W)`` masks, indexed by the entries) so that a batch with a pixel-wise transform is built in one step
-(:mod:`domadapt.data.batching`).
+``(N,)`` labels or ``(N, H, W)`` masks, indexed by the entries) so that a batch with a pixel-wise transform is built
+in one step (:mod:`domadapt.data.batching`).
 
 ``__getitem__`` applies the transform and returns a :class:`~domadapt.structures.Sample`; ``__getitems__`` (what a
 ``DataLoader`` calls for a batch) returns the samples of a batch.

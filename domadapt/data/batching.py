@@ -99,5 +99,6 @@ class BatchedSamples(Sequence):
 
 
 def collate_samples(samples: Sequence[dict]) -> dict:
-    """``collate_fn`` of domadapt's loaders: a :class:`BatchedSamples` as it is, anything else by ``default_collate``."""
+    """``collate_fn`` of domadapt's loaders: a :class:`BatchedSamples` as it is, anything else by
+    ``default_collate``."""
     return samples.batch if isinstance(samples, BatchedSamples) else default_collate(samples)

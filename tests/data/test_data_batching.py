@@ -40,7 +40,8 @@ def test_a_batch_of_in_memory_data_equals_the_collated_samples(task, name):
         assert batch[key].dtype == want[key].dtype and torch.equal(batch[key], want[key]), key
     assert torch.equal(default_collate(got)["image"], want["image"])  # any collate_fn sees the samples
     ds.with_labels = False
-    assert "label" not in collate_samples(ds.__getitems__(indices)) and "mask" not in collate_samples(ds.__getitems__(indices))
+    unlabelled = collate_samples(ds.__getitems__(indices))
+    assert "label" not in unlabelled and "mask" not in unlabelled
 
 
 @pytest.mark.parametrize("transform", [Augment(hflip=0.5), Augment(crop=(8, 8)), Augment(color_jitter=0.2),
@@ -58,9 +59,8 @@ def test_pixel_table_is_the_transform_on_every_value_and_lookup_applies_it():
     table = pixel_table(aug)
     assert table.shape == (768,) and table.dtype == torch.float32
     v = np.arange(256)
-    np.testing.assert_allclose(table.view(3, 256).numpy(),
-                               (v[None] / 255 - np.array([0.2, 0.5, 0.7])[:, None]) / np.array([0.3, 0.25, 0.1])[:, None],
-                               rtol=1e-5, atol=1e-5)
+    mean, std = np.array([0.2, 0.5, 0.7])[:, None], np.array([0.3, 0.25, 0.1])[:, None]
+    np.testing.assert_allclose(table.view(3, 256).numpy(), (v[None] / 255 - mean) / std, rtol=1e-5, atol=1e-5)
     images = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
     out = lookup(images, table)
     assert out.shape == (3, 3, 5, 7)
