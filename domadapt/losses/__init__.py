@@ -5,6 +5,7 @@
 no registration: subclass :class:`AlignmentLoss` and name it by ``class_path`` in a recipe.
 """
 
+from domadapt.listing import package_subclasses
 from domadapt.losses import functional
 from domadapt.losses.adversarial import DomainAdversarialLoss
 from domadapt.losses.base import AlignmentLoss, InputKind
@@ -16,19 +17,7 @@ from domadapt.losses.mmd import MMDLoss
 from domadapt.losses.output_space import EntropyAdversarialLoss, OutputSpaceAdversarialLoss
 
 
-def _package_losses() -> dict[str, type[AlignmentLoss]]:
-    """Public AlignmentLoss subclasses defined under ``domadapt.losses``, by class name."""
-    found: dict[str, type[AlignmentLoss]] = {}
-    stack = list(AlignmentLoss.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        if cls.__module__.startswith(__name__ + ".") and not cls.__name__.startswith("_"):
-            found[cls.__name__] = cls
-    return dict(sorted(found.items()))
-
-
-LOSSES: dict[str, type[AlignmentLoss]] = _package_losses()
+LOSSES: dict[str, type[AlignmentLoss]] = package_subclasses(AlignmentLoss, __name__)
 
 __all__ = [
     "LOSSES",

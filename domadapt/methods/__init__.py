@@ -1,8 +1,10 @@
 """Adaptation methods: one LightningModule per file, all built on :class:`DomainAdaptationModule`.
 
-:data:`METHODS` lists every concrete method by class name; tests parametrize over it.
+:data:`METHODS` lists every method by class name, built from the :class:`DomainAdaptationModule` subclasses defined
+in this package (:func:`domadapt.listing.package_subclasses`); tests parametrize over it.
 """
 
+from domadapt.listing import package_subclasses
 from domadapt.methods.advent import AdvEnt
 from domadapt.methods.alignment import FeatureAlignment
 from domadapt.methods.base import DomainAdaptationModule
@@ -14,9 +16,7 @@ from domadapt.methods.mcd import MCD
 from domadapt.methods.output_adversarial import OutputSpaceAdversarial
 from domadapt.methods.source_only import SourceOnly
 
-METHODS: dict[str, type[DomainAdaptationModule]] = {
-    cls.__name__: cls
-    for cls in (SourceOnly, FeatureAlignment, DANN, CDAN, MCD, OutputSpaceAdversarial, AdvEnt, DRT, CDSSL)
-}
+METHODS: dict[str, type[DomainAdaptationModule]] = package_subclasses(DomainAdaptationModule, __name__)
 
-__all__ = ["METHODS", *METHODS, "DomainAdaptationModule"]
+__all__ = ["METHODS", "AdvEnt", "CDAN", "CDSSL", "DANN", "DRT", "DomainAdaptationModule", "FeatureAlignment", "MCD",
+           "OutputSpaceAdversarial", "SourceOnly"]

@@ -10,16 +10,16 @@ from domadapt.models import MODELS
 
 # name -> (constructor kwargs, input shape). Every MODELS entry must appear here.
 SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
-    "resnet_classifier": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
-    "digits": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
-    "lenet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
-    "smp_segmenter": (
+    "ResNetClassifier": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
+    "DigitsNet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
+    "LeNet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
+    "SmpSegmenter": (
         {"arch": "Unet", "encoder_name": "resnet18", "num_classes": 5, "decoder_channels": (32, 16, 16, 8, 8)},
         (2, 3, 64, 64),
     ),
-    "deeplabv2": ({"backbone": "resnet50", "num_classes": 5}, (1, 3, 33, 33)),
-    "dynamic_resnet": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
-    "dynamic_digits": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
+    "DeepLabV2": ({"backbone": "resnet50", "num_classes": 5}, (1, 3, 33, 33)),
+    "DynamicResNet": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
+    "DynamicDigitsNet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
 }
 
 

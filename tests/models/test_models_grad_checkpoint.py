@@ -10,8 +10,8 @@ import torch
 
 from tests.models.small_models import build, example_input
 
-CASES = [("deeplabv2", {"freeze_bn": "none"}), ("deeplabv2", {"freeze_bn": "affine"}), ("resnet_classifier", {}),
-         ("dynamic_resnet", {})]
+CASES = [("DeepLabV2", {"freeze_bn": "none"}), ("DeepLabV2", {"freeze_bn": "affine"}), ("ResNetClassifier", {}),
+         ("DynamicResNet", {})]
 
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{k.get('freeze_bn', 'bn')}" for n, k in CASES])
@@ -40,11 +40,11 @@ def test_checkpointing_runs_only_when_gradients_are_recorded(monkeypatch):
     calls = []
     real = grad_checkpoint.checkpoint
     monkeypatch.setattr(grad_checkpoint, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
-    net = build("resnet_classifier")
+    net = build("ResNetClassifier")
     net.gradient_checkpointing = True
     with torch.no_grad():
-        net(example_input("resnet_classifier"))
+        net(example_input("ResNetClassifier"))
     assert not calls
-    net(example_input("resnet_classifier"))
+    net(example_input("ResNetClassifier"))
     assert len(calls) == sum(len(layer) for layer in (net.backbone.layer1, net.backbone.layer2, net.backbone.layer3,
                                                       net.backbone.layer4))
