@@ -152,7 +152,8 @@ class DomainDataset(Dataset):
         images = self._transformed_images()
         if images is None:
             return [self[i] for i in indices]
-        positions = np.asarray([self.items[int(i)] for i in indices], dtype=np.int64)
+        items = self.items
+        positions = np.asarray([items[int(i)] for i in indices], dtype=np.int64)
         batch = {"image": images[positions]}
         if self.with_labels:
             batch[target_key(self.task)] = torch.from_numpy(np.asarray(self._arrays()[1][positions])).long()

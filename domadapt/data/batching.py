@@ -4,7 +4,7 @@ A dataset held in memory as arrays (embedded digits, the toy city, :class:`~doma
 with a transform that maps every pixel value on its own — normalisation, no resize, crop, flip or jitter —
 needs no per-sample pipeline: a batch is one fancy index into the arrays and one table lookup. On 32×32 digits
 the per-sample path (albumentations, then collation of 64 dicts) costs about as much as the training step it
-feeds; this path costs a tenth of a millisecond a batch.
+feeds; this path costs well under a millisecond a batch (0.7 ms for a source + target pair of 64 + 64 digits).
 
 Images are transformed once for the whole array when that copy fits in memory (:class:`TransformedImages`).
 The lookup table is the transform itself, run once on every value 0…255 of every channel
