@@ -8,30 +8,31 @@ from torch import Tensor, nn
 class MLPDiscriminator(nn.Module):
     """Feature-level domain classifier ``in_features -> hidden -> hidden -> 1`` (DANN, CDAN).
 
-    ReLU and dropout between layers and deliberately **no BatchNorm**: a BN discriminator failed
-    to align features within small training budgets.
+    By default ReLU and dropout between layers and no BatchNorm (a BN discriminator failed to align
+    DigitsNet's features within small training budgets). With ``batch_norm`` each hidden layer is
+    ``Linear -> BatchNorm1d -> ReLU`` and there is no dropout, the discriminator of
+    Transfer-Learning-Library's DANN / CDAN (``tllib/modules/domain_discriminator.py``); it normalises
+    the joint source + target batch, which BatchNorm-free networks such as LeNet need.
 
     Args:
         in_features: width ``D`` of the input vectors.
         hidden: width of both hidden layers (1024 in DANN / CDAN).
-        dropout: dropout probability after each hidden layer.
+        dropout: dropout probability after each hidden layer (unused with ``batch_norm``).
+        batch_norm: BatchNorm1d after each hidden linear layer instead of dropout.
 
     Shape:
         ``(N, D)`` -> ``(N,)`` logits (positive = "source" in DANN's convention).
     """
 
-    def __init__(self, in_features: int, hidden: int = 1024, dropout: float = 0.5) -> None:
+    def __init__(self, in_features: int, hidden: int = 1024, dropout: float = 0.5, batch_norm: bool = False) -> None:
         super().__init__()
         self.in_features = in_features
-        self.net = nn.Sequential(
-            nn.Linear(in_features, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, 1),
-        )
+        layers: list[nn.Module] = []
+        for width in (in_features, hidden):
+            layers.append(nn.Linear(width, hidden))
+            layers += [nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)] if batch_norm else [
+                nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:

@@ -86,6 +86,7 @@ class DomainAdversarialLoss(_ReversedDomainClassifier):
         in_features: feature width ``D``.
         hidden: discriminator hidden width.
         dropout: discriminator dropout.
+        batch_norm: BatchNorm1d in the discriminator instead of dropout (:class:`MLPDiscriminator`).
         max_coeff: GRL coefficient at the end of the schedule.
         gamma: steepness of the ``"dann"`` schedule.
         min_coeff: GRL coefficient at ``p = 0`` (> 0 helps short runs).
@@ -103,6 +104,7 @@ class DomainAdversarialLoss(_ReversedDomainClassifier):
         in_features: int,
         hidden: int = 1024,
         dropout: float = 0.5,
+        batch_norm: bool = False,
         max_coeff: float = 1.0,
         gamma: float = 10.0,
         min_coeff: float = 0.0,
@@ -110,7 +112,7 @@ class DomainAdversarialLoss(_ReversedDomainClassifier):
     ) -> None:
         super().__init__(max_coeff, gamma, min_coeff, coeff_schedule)
         self.in_features = in_features
-        self.discriminator = MLPDiscriminator(in_features, hidden, dropout)
+        self.discriminator = MLPDiscriminator(in_features, hidden, dropout, batch_norm)
 
     def forward(self, source: Tensor, target: Tensor) -> Tensor:
         self.check_inputs(source, target)

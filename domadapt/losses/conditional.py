@@ -39,6 +39,7 @@ class ConditionalAdversarialLoss(_ReversedDomainClassifier):
         num_classes: number of classes ``K``.
         hidden: discriminator hidden width.
         dropout: discriminator dropout.
+        batch_norm: BatchNorm1d in the discriminator instead of dropout (:class:`MLPDiscriminator`).
         randomized: use the randomized map; ``None`` = only when ``D * K > 4096``.
         randomized_dim: output width ``d`` of the randomized map.
         entropy_conditioning: CDAN+E sample weights.
@@ -60,6 +61,7 @@ class ConditionalAdversarialLoss(_ReversedDomainClassifier):
         num_classes: int,
         hidden: int = 1024,
         dropout: float = 0.5,
+        batch_norm: bool = False,
         randomized: bool | None = None,
         randomized_dim: int = 1024,
         entropy_conditioning: bool = False,
@@ -76,7 +78,7 @@ class ConditionalAdversarialLoss(_ReversedDomainClassifier):
             self.register_buffer("rf", torch.randn(in_features, randomized_dim))
             self.register_buffer("rg", torch.randn(num_classes, randomized_dim))
         width = randomized_dim if self.randomized else in_features * num_classes
-        self.discriminator = MLPDiscriminator(width, hidden, dropout)
+        self.discriminator = MLPDiscriminator(width, hidden, dropout, batch_norm)
 
     def forward(self, source: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor]) -> Tensor:
         f_s, z_s = unpack_pair(self, "source", source, ("features", "logits"))

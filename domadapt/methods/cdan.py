@@ -23,6 +23,7 @@ class CDAN(FeatureAlignment):
         randomized_dim: output width of the randomised map.
         hidden: discriminator width.
         dropout: discriminator dropout.
+        batch_norm: BatchNorm1d in the discriminator instead of dropout.
         grl_max: final gradient-reversal coefficient.
         grl_gamma: steepness of the ramp.
         grl_min: floor of the coefficient.
@@ -30,10 +31,10 @@ class CDAN(FeatureAlignment):
     """
 
     def __init__(self, net: nn.Module, entropy_conditioning: bool = True, randomized: bool | None = None,
-                 randomized_dim: int = 1024, hidden: int = 1024, dropout: float = 0.5, grl_max: float = 1.0,
-                 grl_gamma: float = 10.0, grl_min: float = 0.0, **kwargs) -> None:
+                 randomized_dim: int = 1024, hidden: int = 1024, dropout: float = 0.5, batch_norm: bool = False,
+                 grl_max: float = 1.0, grl_gamma: float = 10.0, grl_min: float = 0.0, **kwargs) -> None:
         loss = ConditionalAdversarialLoss(net.num_features, net.num_classes, hidden=hidden, dropout=dropout,
-                                          randomized=randomized, randomized_dim=randomized_dim,
+                                          batch_norm=batch_norm, randomized=randomized, randomized_dim=randomized_dim,
                                           entropy_conditioning=entropy_conditioning, max_coeff=grl_max,
                                           gamma=grl_gamma, min_coeff=grl_min)
         super().__init__(net, loss=loss, **kwargs)

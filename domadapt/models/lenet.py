@@ -27,6 +27,9 @@ class LeNet(nn.Module):
         in_channels: image channels ``C``.
         num_features: width ``D`` of the second hidden layer (100 in the paper).
         input_size: side of the square input.
+        bottleneck: width ``B`` of an extra ``Linear -> BatchNorm1d -> ReLU`` layer after the hidden layers (the
+            bottleneck Transfer-Learning-Library's ``ImageClassifier`` puts in front of the classifier); the features
+            are then ``(N, B)``. ``0`` (default): none, the paper's network.
         weights: ``None`` or a local file holding this network.
 
     Shape:
@@ -37,7 +40,7 @@ class LeNet(nn.Module):
     task: Task = "classification"
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, num_features: int = 100, input_size: int = 32,
-                 weights: str | None = None) -> None:
+                 bottleneck: int = 0, weights: str | None = None) -> None:
         super().__init__()
         side = ((input_size - 4) // 2 - 4) // 2
         if side < 1:
@@ -49,6 +52,9 @@ class LeNet(nn.Module):
         )
         self.fc = nn.Sequential(nn.Flatten(), nn.Linear(48 * side * side, 100), nn.ReLU(inplace=True),
                                 nn.Linear(100, num_features), nn.ReLU(inplace=True))
+        if bottleneck:
+            self.fc.extend([nn.Linear(num_features, bottleneck), nn.BatchNorm1d(bottleneck), nn.ReLU(inplace=True)])
+            num_features = bottleneck
         self.head = nn.Linear(num_features, num_classes)
         self.num_features, self.num_classes = num_features, num_classes
         load_weights(self, weights, kind="LeNet", ignore_prefixes=(), head_prefixes=("head.",))
