@@ -256,4 +256,18 @@ def test_output_space_discriminator_learns_separable_maps(loss_cls):
 
 def test_discriminator_shapes():
     assert MLPDiscriminator(7, hidden=4)(torch.randn(3, 7)).shape == (3,)
+    assert MLPDiscriminator(7, hidden=4, batch_norm=True)(torch.randn(3, 7)).shape == (3,)
     assert FCDiscriminator(5, ndf=4)(torch.randn(2, 5, 64, 96)).shape == (2, 1, 2, 3)
+
+
+def test_batch_norm_discriminator_normalises_the_joint_batch():
+    """With ``batch_norm`` every hidden layer is Linear -> BatchNorm1d -> ReLU: in training mode a constant shift of
+    the whole batch changes nothing, and there is no dropout (two forwards agree)."""
+    torch.manual_seed(0)
+    d = MLPDiscriminator(5, hidden=8, batch_norm=True).train()
+    x = torch.randn(16, 5)
+    assert torch.allclose(d(x), d(x))
+    assert torch.allclose(d(x), d(x + 3.0), atol=1e-5)
+    plain = MLPDiscriminator(5, hidden=8).train()
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.modules())
+    assert not torch.allclose(plain(x), plain(x))  # dropout

@@ -12,7 +12,7 @@ from domadapt.models import MODELS
 SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
     "ResNetClassifier": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
     "DigitsNet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
-    "LeNet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
+    "LeNet": ({"num_classes": 10, "num_features": 24, "bottleneck": 16}, (4, 3, 32, 32)),
     "SmpSegmenter": (
         {"arch": "Unet", "encoder_name": "resnet18", "num_classes": 5, "decoder_channels": (32, 16, 16, 8, 8)},
         (2, 3, 64, 64),
