@@ -32,6 +32,7 @@ import torch
 import yaml
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
+from domadapt.checkpoint_file import read_checkpoint
 from domadapt.checkpointing import resume_checkpoint
 from domadapt.io import atomic_path
 from domadapt.models.weights import read_state_dict
@@ -150,7 +151,7 @@ def load_weights(module: torch.nn.Module, checkpoint: Path, network_only: bool =
     Raises:
         PipelineError: ``network_only`` and the checkpoint's network does not match ``module``'s.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint, trusted=True)
     state = state["state_dict"] if "state_dict" in state else state
     try:
         module.load_state_dict(state)
