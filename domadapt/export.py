@@ -20,7 +20,8 @@ image resize of the evaluation transform is not part of the file: feed images at
 at. Only the batch dimension is dynamic in ONNX; TorchScript is traced (``torch.jit.trace``), so data-dependent
 Python control flow is frozen at the traced input.
 
-Checkpoints are unpickled (``torch.load(weights_only=False)``): export only checkpoints you trust.
+Checkpoints are read by :func:`~domadapt.checkpoint_file.read_checkpoint` with ``trusted=True``: a checkpoint that
+holds objects beyond tensors and plain types is unpickled, so export only checkpoints you trust.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import torch
 import yaml
 from torch import nn
 
+from domadapt.checkpoint_file import read_checkpoint
 from domadapt.io import read_yaml_mapping
 
 ExportFormat = Literal["torchscript", "onnx"]
@@ -100,12 +102,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _load_checkpoint(ckpt: Path) -> dict[str, Any]:
-    if not ckpt.is_file():
-        raise ExportError(f"{ckpt}: checkpoint not found")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is one message
-        raise ExportError(f"{ckpt}: cannot read the checkpoint ({type(e).__name__}: {e})") from None
+    state = read_checkpoint(ckpt, trusted=True, error=ExportError)
     if not isinstance(state, dict) or "state_dict" not in state:
         raise ExportError(f"{ckpt}: expected a Lightning checkpoint with `state_dict`")
     return state

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "domadapt"
 
 LAYERS: list[set[str]] = [
     {"structures", "errors", "quiet", "schedules", "distributed", "fingerprint", "released_sgd",
-     "memory_format", "listing"},
+     "memory_format", "listing", "checkpoint_file", "class_path", "lazy"},
     {"io", "layers"},
     {"losses", "models"},
     {"data"},

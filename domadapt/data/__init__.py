@@ -4,7 +4,7 @@ Names are imported lazily so that ``import domadapt.data.base`` stays light (no 
 albumentations import until a name that needs it is used).
 """
 
-from importlib import import_module
+from domadapt.lazy import lazy_attributes
 
 _NAMES = {
     "ArrayDataset": "base", "ClassificationDataset": "base", "DomainDataset": "base", "SegmentationDataset": "base",
@@ -15,12 +15,4 @@ _NAMES = {
 }
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(import_module(f"domadapt.data.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'domadapt.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

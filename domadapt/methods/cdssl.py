@@ -39,29 +39,13 @@ from collections.abc import Iterator
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from domadapt.losses.pseudo_label import pseudo_label_cross_entropy, soft_pseudo_label_cross_entropy
 from domadapt.methods.base import DomainAdaptationModule
 from domadapt.pseudo.ema import EMATeacher
 from domadapt.pseudo.sharpen import sharpen
 from domadapt.structures import IGNORE_INDEX
-
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``Σ_kept −Σ_c q_c log softmax(z)_c / max(#kept, 1)``.
-
-    Shape:
-        logits, targets: ``(N, K)`` or ``(N, K, H, W)``; keep: ``(N)`` or ``(N, H, W)`` bool.
-    """
-    per = -(targets * F.log_softmax(logits, 1)).sum(1)  # (N[, H, W])
-    return (per * keep).sum() / keep.sum().clamp_min(1)
-
-
-def hard_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """CE over labels ``!= 255`` divided by ``max(#kept, 1)`` (0, not NaN, when nothing is kept)."""
-    total = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
 
 
 class CDSSL(DomainAdaptationModule):
@@ -100,12 +84,12 @@ class CDSSL(DomainAdaptationModule):
     def pseudo_label_loss(self, logits_t: torch.Tensor, image_t: torch.Tensor, labels_t: torch.Tensor) -> torch.Tensor:
         """``L_pl`` of the module docstring for one target batch."""
         if self.hparams.pseudo_targets == "hard":
-            return hard_cross_entropy(logits_t, labels_t)
+            return pseudo_label_cross_entropy(logits_t, labels_t, IGNORE_INDEX)
         with torch.no_grad():
             ref = self.teacher(image_t).logits if self.teacher is not None else logits_t.detach()
             t = self.hparams.temperature if self.hparams.pseudo_targets == "sharpened" else 1.0
             q = sharpen(ref.float().softmax(1), t)
-        return soft_cross_entropy(logits_t, q.to(logits_t.dtype), labels_t != IGNORE_INDEX)
+        return soft_pseudo_label_cross_entropy(logits_t, q.to(logits_t.dtype), labels_t != IGNORE_INDEX)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         src, tgt = batch.get("source"), batch.get("target")

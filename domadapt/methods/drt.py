@@ -36,6 +36,7 @@ from domadapt.layers.grl import reverse_gradient
 from domadapt.layers.mcd_head import MCDHead
 from domadapt.losses.class_balance import class_balance_loss
 from domadapt.losses.functional import l1_discrepancy
+from domadapt.losses.pseudo_label import pseudo_label_cross_entropy
 from domadapt.methods.base import DomainAdaptationModule, datamodule_of
 from domadapt.structures import IGNORE_INDEX
 
@@ -169,8 +170,8 @@ class DRT(DomainAdaptationModule):
         w = self.adaptation_coefficient()
         loss = terms["task"] + w * (hp.balance_weight * terms["balance"] - hp.discrepancy_weight * terms["discrepancy"])
         if "label" in tgt and hp.pseudo_label_weight > 0:  # DRT+ST hook: pseudo labels, 255 = ignore
-            terms["pseudo"] = (label_smoothed_cross_entropy(z1[n:], tgt["label"], 0.0)
-                               + label_smoothed_cross_entropy(z2[n:], tgt["label"], 0.0))
+            terms["pseudo"] = (pseudo_label_cross_entropy(z1[n:], tgt["label"], IGNORE_INDEX)
+                               + pseudo_label_cross_entropy(z2[n:], tgt["label"], IGNORE_INDEX))
             loss = loss + hp.pseudo_label_weight * terms["pseudo"]
         return {"loss": loss, **terms}
 

@@ -29,6 +29,7 @@ from torch import nn
 from domadapt import schedules
 from domadapt.losses.base import AlignmentLoss
 from domadapt.losses.output_space import OutputSpaceAdversarialLoss
+from domadapt.losses.pseudo_label import pseudo_label_cross_entropy
 from domadapt.methods.base import DomainAdaptationModule
 from domadapt.structures import IGNORE_INDEX, NetOutput
 
@@ -111,7 +112,7 @@ class OutputSpaceAdversarial(DomainAdaptationModule):
             terms["adapt_aux"] = self.aux_loss(aux_s.logits, aux_t.logits)
             loss = loss + self.hparams.aux_weight * terms["task_aux"] + self.aux_adaptation_coefficient() * terms["adapt_aux"]
         if "mask" in tgt and (tgt["mask"] != IGNORE_INDEX).any():
-            terms["pseudo"] = self.task_loss(out_t.logits, tgt["mask"])
+            terms["pseudo"] = pseudo_label_cross_entropy(out_t.logits, tgt["mask"], IGNORE_INDEX)
             loss = loss + self.hparams.pseudo_label_weight * terms["pseudo"]
         self.check_finite(terms)
         opt_g.zero_grad()

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from domadapt.checkpoint_file import read_checkpoint
 from domadapt.fingerprint import file_sha256, state_sha256
 
 
@@ -356,13 +357,7 @@ def load_generator(generator: str | os.PathLike | nn.Module,
         return generator, {"checkpoint": None, "sha256": state_sha256(generator), "direction": direction,
                            "module": type(generator).__name__}
     path = Path(generator)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: generator checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle errors, truncated files, ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: could not read the generator checkpoint ({first})") from None
+    obj = read_checkpoint(path, what="generator checkpoint")
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a Translation checkpoint or a ResnetGenerator state dict")

@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from domadapt.checkpoint_file import read_checkpoint
+
 SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 """File suffixes :func:`load_weights` reads."""
 NO_WEIGHTS = frozenset({"none", "null", ""})
@@ -92,7 +94,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     A checkpoint dict with a ``state_dict`` or ``model`` entry is unwrapped. A Lightning checkpoint
     (``.ckpt``) of a domadapt method yields its *network*: the keys under ``net.``, prefix removed
     (a discriminator's ``loss.`` keys and the like are dropped). Pickled files are read with
-    ``torch.load(weights_only=True)``: no code from the file is executed.
+    :func:`~domadapt.checkpoint_file.read_checkpoint` (``weights_only=True``): no code from the file is executed.
 
     Raises:
         FileNotFoundError: no such file.
@@ -105,16 +107,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         )
     if path.suffix not in SUFFIXES:
         raise ValueError(f"{path}: unsupported weights file suffix {path.suffix!r}; expected one of {SUFFIXES}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path}: could not read weights ({first})") from exc
+    obj = read_checkpoint(path, what="weights")
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

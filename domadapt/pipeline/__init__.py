@@ -4,7 +4,7 @@ writing under ``run_dir/<stage>/`` and finishing with ``DONE.json``, so a rerun 
 Names are imported lazily (the runner pulls in Lightning).
 """
 
-from importlib import import_module
+from domadapt.lazy import lazy_attributes
 
 _NAMES = {
     "PipelineError": "config", "PipelineSpec": "config", "StageSpec": "config", "STAGE_TYPES": "config",
@@ -13,12 +13,4 @@ _NAMES = {
 }
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(import_module(f"domadapt.pipeline.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'domadapt.pipeline' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -32,7 +32,9 @@ import torch
 import yaml
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
+from domadapt.checkpoint_file import read_checkpoint
 from domadapt.checkpointing import resume_checkpoint
+from domadapt.class_path import instantiate
 from domadapt.io import atomic_path
 from domadapt.models.weights import read_state_dict
 from domadapt.pipeline.config import PLACEHOLDER, PipelineError, PipelineSpec, StageSpec
@@ -150,7 +152,7 @@ def load_weights(module: torch.nn.Module, checkpoint: Path, network_only: bool =
     Raises:
         PipelineError: ``network_only`` and the checkpoint's network does not match ``module``'s.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = read_checkpoint(checkpoint, trusted=True)
     state = state["state_dict"] if "state_dict" in state else state
     try:
         module.load_state_dict(state)
@@ -268,7 +270,7 @@ def run_translate(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
 
     opts = dict(stage.options)
     if "dataset" in opts:
-        dataset = instantiate(opts.pop("dataset"), f"stage {stage.name!r}.dataset")
+        dataset = instantiate(opts.pop("dataset"), f"stage {stage.name!r}.dataset", PipelineError)
     else:  # a source of the recipe (the generator stage's by default), with its labels: what BDL translates
         dm = model_cli(stage, ctx, logger=False).datamodule
         dataset = dm.sources[int(opts.get("source_index", 0))].labelled()
@@ -281,20 +283,6 @@ def run_translate(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
                                  show_progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0", **opts)
     return {"outputs": {"main": TRANSLATED, "manifest": str(Path(manifest).relative_to(d))}, "metrics": {},
             "dataset": dataset.describe()}
-
-
-def instantiate(spec: Any, where: str) -> Any:
-    """An object from ``{class_path, init_args}`` (nested specs inside ``init_args`` are not resolved)."""
-    import importlib
-
-    if not isinstance(spec, dict) or "class_path" not in spec:
-        raise PipelineError(f"{where}: expected {{class_path: ..., init_args: {{...}}}}, got {spec!r}")
-    module, _, name = str(spec["class_path"]).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise PipelineError(f"{where}: cannot import {spec['class_path']!r}") from None
-    return cls(**(spec.get("init_args") or {}))
 
 
 STAGE_RUNNERS: dict[str, Callable[[StageSpec, RunContext], dict[str, Any]]] = {

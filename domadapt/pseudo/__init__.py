@@ -4,7 +4,7 @@ and generation over a target split (BDL SSL, CDSSL-style rounds).
 Names are imported lazily so ``import domadapt.pseudo.stats`` stays light.
 """
 
-from importlib import import_module
+from domadapt.lazy import lazy_attributes
 
 _NAMES = {
     "ConfidenceHistogram": "stats", "exact_percentile": "stats",
@@ -15,12 +15,4 @@ _NAMES = {
 }
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(import_module(f"domadapt.pseudo.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'domadapt.pseudo' has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES)

@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from domadapt import distributed
+from domadapt.checkpoint_file import read_checkpoint
 from domadapt.data.base import DomainDataset, to_tensor_sample
 from domadapt.data.sharding import ShardSampler
 from domadapt.evaluation.inference import class_probabilities, native_resolution
@@ -227,7 +228,7 @@ def generate_pseudo_labels(
     if task != dataset.task:
         raise ValueError(f"generate_pseudo_labels: task {task!r} but {dataset.describe()} is {dataset.task!r}")
     if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = read_checkpoint(checkpoint, trusted=True)
         model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
         model_info = {"sha256": fingerprint.file_sha256(checkpoint), "source": str(checkpoint)}
     else:

@@ -19,13 +19,13 @@ Strategies are plain classes with typed constructors, so recipes can name them w
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 import numpy as np
 
+from domadapt.class_path import instantiate
 from domadapt.pseudo.stats import ConfidenceHistogram
 
 
@@ -176,12 +176,7 @@ def build_strategy(spec: ThresholdStrategy | dict[str, Any] | None) -> Threshold
         raise ValueError(f"strategy: expected a mapping with `type` or `class_path`, got {spec!r}")
     spec = dict(spec)
     if "class_path" in spec:
-        module, _, name = str(spec["class_path"]).rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError):
-            raise ValueError(f"strategy.class_path: cannot import {spec['class_path']!r}") from None
-        obj = cls(**(spec.get("init_args") or {}))
+        obj = instantiate(spec, "strategy")
     else:
         kind = spec.pop("type", None)
         if kind not in STRATEGIES:
