@@ -18,6 +18,7 @@ The ``weights_only`` policy:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import pickle
@@ -61,7 +62,7 @@ def read_checkpoint(path: str | os.PathLike, *, trusted: bool = False, what: str
 
             return load_file(str(path), device="cpu")
         try:
-            with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            with _allowing(SAFE_GLOBALS):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:  # an object outside the allow-list (a corrupt archive is a RuntimeError)
             if not trusted:
@@ -69,6 +70,12 @@ def read_checkpoint(path: str | os.PathLike, *, trusted: bool = False, what: str
             return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - truncated archives, pickle errors, ...: one message
         raise (error or ValueError)(f"{path}: could not read {what} ({_cause(e)})") from None
+
+
+def _allowing(globals_: tuple[type, ...]) -> contextlib.AbstractContextManager:
+    """``torch.serialization.safe_globals`` (torch >= 2.5); with older torch only the default allow-list applies."""
+    safe = getattr(torch.serialization, "safe_globals", None)
+    return safe(list(globals_)) if safe is not None else contextlib.nullcontext()
 
 
 def _cause(e: Exception) -> str:
