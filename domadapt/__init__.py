@@ -10,6 +10,13 @@ def list_methods() -> list[str]:
     return sorted(METHODS)
 
 
+def list_translators() -> list[str]:
+    """Names of every image-translation LightningModule (e.g. BDL's CycleGAN stage) in :mod:`domadapt.methods`."""
+    from domadapt.methods import TRANSLATORS
+
+    return sorted(TRANSLATORS)
+
+
 def list_losses() -> list[str]:
     """Names of every alignment loss shipped in :mod:`domadapt.losses`."""
     from domadapt.losses import LOSSES

@@ -15,7 +15,9 @@ The exported graph is the one prediction path, ``module.predict_probabilities(x,
 (:mod:`domadapt.evaluation.inference`: MCD averages its two classifiers, DRT picks a classifier per sample; a
 segmentation net runs at its native output stride, its softmax probabilities upsampled once, bilinearly with
 ``align_corners=True``, to ``output_size``: the input size unless ``--output-size`` names the label size, e.g.
-``1024 2048`` for Cityscapes), ``(N, 3, H, W)`` image -> ``(N, K)`` / ``(N, K, *output_size)`` probabilities. The
+``1024 2048`` for Cityscapes), ``(N, 3, H, W)`` image -> ``(N, K)`` / ``(N, K, *output_size)`` probabilities. A
+translation module (BDL's CycleGAN stage, :class:`~domadapt.methods.Translation`) has no classes: its file is the
+source -> target generator, ``module.translate(x)``, ``(N, 3, H, W)`` -> ``(N, 3, H, W)`` images in ``[-1, 1]``. The
 image resize of the evaluation transform is not part of the file: feed images at the size the model was evaluated
 at. Only the batch dimension is dynamic in ONNX; TorchScript is traced (``torch.jit.trace``), so data-dependent
 Python control flow is frozen at the traced input.
@@ -67,11 +69,37 @@ class EvalProbabilities(nn.Module):
         super().__init__()
         if not callable(getattr(module, "predict_probabilities", None)):
             raise ExportError(f"export: {type(module).__name__} has no predict_probabilities(); export covers the "
-                              "adaptation methods (DomainAdaptationModule subclasses)")
+                              "adaptation methods (DomainAdaptationModule subclasses) and translators (translate())")
         self.module, self.output_size = module, output_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module.predict_probabilities(x, self.output_size)
+
+
+class TranslatedImages(nn.Module):
+    """A translation module's prediction path as a plain ``nn.Module``: ``forward(x) = module.translate(x)``.
+
+    Args:
+        module: an image translator, e.g. :class:`~domadapt.methods.Translation` (source -> target generator).
+
+    Shape:
+        ``(N, 3, H, W)`` -> ``(N, 3, H, W)`` images in ``[-1, 1]``.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.translate(x)
+
+
+def prediction_path(module: nn.Module, output_size: tuple[int, int] | None = None) -> nn.Module:
+    """What an exported file computes, in eval mode: :class:`EvalProbabilities` of an adaptation method, or
+    :class:`TranslatedImages` of a module with ``translate()`` (and no classes)."""
+    if callable(getattr(module, "translate", None)) and not hasattr(module, "predict_probabilities"):
+        return TranslatedImages(module.eval()).eval()
+    return EvalProbabilities(module.eval(), output_size).eval()
 
 
 # --- rebuilding the module -------------------------------------------------------------------------
@@ -178,13 +206,14 @@ def _quiet_jit() -> Iterator[None]:
 
 def export_module(module: nn.Module, path: str | Path, fmt: ExportFormat, example: torch.Tensor,
                   output_size: tuple[int, int] | None = None) -> Path:
-    """Write ``module``'s prediction path (:class:`EvalProbabilities`) to ``path`` atomically.
+    """Write ``module``'s prediction path (:func:`prediction_path`) to ``path`` atomically.
 
     Args:
-        module: a method with ``predict_probabilities`` (put in eval mode here).
+        module: a method with ``predict_probabilities``, or a translator with ``translate`` (put in eval mode here).
         path: output file.
         fmt: ``"torchscript"`` (``torch.jit.trace``) or ``"onnx"`` (``torch.onnx.export``, opset
-            :data:`ONNX_OPSET`, input ``image`` / output ``probabilities``, dynamic batch axis).
+            :data:`ONNX_OPSET`, input ``image`` / output ``probabilities`` (``translated`` of a translator),
+            dynamic batch axis).
         example: ``(N, C, H, W)`` example input (``N >= 2``, so that the batch size is not specialised).
         output_size: ``(H, W)`` of segmentation outputs; ``None`` = the example's size.
 
@@ -195,7 +224,7 @@ def export_module(module: nn.Module, path: str | Path, fmt: ExportFormat, exampl
 
     if fmt not in SUFFIX:
         raise ExportError(f"--format: expected 'torchscript' or 'onnx', got {fmt!r}")
-    wrapper = EvalProbabilities(module.eval(), output_size).eval()
+    wrapper = prediction_path(module, output_size)
     # A LightningModule's `trainer` property raises when detached; tracing walks every attribute.
     # Lightning's own to_torchscript() sets this flag for the same reason.
     module._jit_is_scripting = True
@@ -218,7 +247,8 @@ def _onnx_export(wrapper: nn.Module, example: torch.Tensor, path: str, name: str
         raise ExportError("--format onnx needs onnx and onnxscript: pip install 'domadapt[export]'") from None
     batch = torch.export.Dim("batch", min=1)
     try:
-        torch.onnx.export(wrapper, (example,), path, input_names=["image"], output_names=["probabilities"],
+        torch.onnx.export(wrapper, (example,), path, input_names=["image"],
+                          output_names=["translated" if isinstance(wrapper, TranslatedImages) else "probabilities"],
                           opset_version=ONNX_OPSET, dynamic_shapes={"x": {0: batch}}, dynamo=True,
                           external_data=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - the exporter's many error types, one line (TorchScript may still work)
@@ -268,8 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         example = torch.randn(max(args.batch_size, 2), 3, *size)
         export_module(module, out, args.format, example, output_size)
         check = torch.randn(example.shape[0] + 1, 3, *size)  # another batch size: the batch axis is dynamic
+        path_module = prediction_path(module, output_size)
         with torch.no_grad():
-            ref = module.predict_probabilities(check, output_size)
+            ref = path_module(check)
         try:
             diff = f"{(run_exported(out, args.format, check) - ref).abs().max().item():.3g}"
         except ImportError:
@@ -278,9 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"domadapt export: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({args.format}, {type(module).__name__} from {cfg_path}, input N x 3 x {size[0]} x {size[1]})")
-    print(f"max |exported - checkpoint| probabilities on a random batch of {check.shape[0]}: {diff}")
+    what = "translated images" if isinstance(path_module, TranslatedImages) else "probabilities"
+    print(f"max |exported - checkpoint| {what} on a random batch of {check.shape[0]}: {diff}")
     return 0
 
 
-__all__ = ["EvalProbabilities", "ExportError", "build_module", "export_module", "find_run_config", "input_size_of",
-           "main", "run_exported"]
+__all__ = ["EvalProbabilities", "ExportError", "TranslatedImages", "build_module", "export_module", "find_run_config",
+           "input_size_of", "main", "prediction_path", "run_exported"]

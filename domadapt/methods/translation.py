@@ -195,8 +195,17 @@ class Translation(TrainingTerms, TrainingProgress, pl.LightningModule):
         return (image * self.input_std + self.input_mean) * 2.0 - 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate source images (``[-1, 1]``) to the target domain with ``G_A``."""
-        return self.g_a(x)
+        """:meth:`translate`."""
+        return self.translate(x)
+
+    def translate(self, image: torch.Tensor) -> torch.Tensor:
+        """Source images (``[-1, 1]``) translated to the target domain by ``G_A``: the prediction path, what
+        ``domadapt export`` writes.
+
+        Shape:
+            ``(N, 3, H, W)`` -> ``(N, 3, H, W)`` in ``[-1, 1]``.
+        """
+        return self.g_a(image)
 
     def loss_weights(self) -> dict[str, float]:
         """Weight of every generator term of :func:`generator_terms`."""

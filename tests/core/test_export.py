@@ -1,5 +1,6 @@
 """`domadapt export`: checkpoints of a `domadapt fit` run and of a plain Trainer become TorchScript / ONNX
-files whose probabilities equal the checkpoint's; missing configs and mismatched classes are one-line errors."""
+files whose probabilities equal the checkpoint's, for every listed method (a translator's file translates images);
+missing configs and mismatched classes are one-line errors."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from domadapt.export import find_run_config, run_exported
 from domadapt.methods import MCD, OutputSpaceAdversarial
 from domadapt.models import DigitsNet
 from tests.conftest import random_domain, tiny_datamodule, tiny_net
+from tests.method_cases import CASES
 
 TOLERANCE = {"torchscript": 1e-5, "onnx": 1e-4}
 
@@ -154,6 +156,25 @@ def test_export_of_a_segmenter_with_an_explicit_config(segmenter_ckpt, fmt, tmp_
     assert cli_main(["export", "--ckpt", str(ckpt), "--format", fmt, "--config", str(recipe),
                      "--input-size", "32", "48", "--output-size", "64", "96", "--out", str(out)]) == 0
     _assert_same_predictions(out, fmt, module, torch.randn(3, 3, 32, 48), output_size=(64, 96))
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_listed_module_exports_its_prediction_path(case, tmp_path, capsys):
+    """Each method's class probabilities, a translator's source -> target generator (its ``translate``): the
+    TorchScript file `domadapt export` writes computes what the module does, on another batch size than it traced."""
+    module = case.build()
+    ckpt, recipe, out = tmp_path / "m.ckpt", tmp_path / "recipe.yaml", tmp_path / "m.pt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    recipe.write_text(yaml.safe_dump({"model": case.recipe_model()}))
+    size = case.example(1).shape[2:]
+    assert cli_main(["export", "--ckpt", str(ckpt), "--format", "torchscript", "--config", str(recipe),
+                     "--input-size", *map(str, size), "--out", str(out)]) == 0, capsys.readouterr().err
+    torch.manual_seed(3)
+    x = case.example(5)
+    expected = case.predict(module, x)
+    got = run_exported(out, "torchscript", x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, rtol=0, atol=TOLERANCE["torchscript"]), (got - expected).abs().max()
 
 
 def test_export_help():

@@ -1,7 +1,7 @@
-"""Kill and resume, for every method (found by listing): a `domadapt fit` subprocess is SIGKILLed at a
-random iteration (in training or in validation), the very same command is run again with `--ckpt_path last`,
-and its final weights, optimiser state and metrics must equal those of an uninterrupted run bit for bit
-(CPU, one thread). Also: a truncated last.ckpt is reported and the previous checkpoint is used."""
+"""Kill and resume, for every method and translator (found by listing, :mod:`tests.method_cases`): a `domadapt fit`
+subprocess is SIGKILLed at a random iteration (in training or in validation), the very same command is run again with
+`--ckpt_path last`, and its final weights, optimiser state and metrics must equal those of an uninterrupted run bit
+for bit (CPU, one thread). Also: a truncated last.ckpt is reported and the previous checkpoint is used."""
 
 from __future__ import annotations
 
@@ -14,31 +14,26 @@ import pytest
 import torch
 import yaml
 
-import domadapt
 from domadapt.checkpointing import CheckpointError, check_checkpoint, resume_checkpoint
 from tests.core.resume_toys import run_domadapt
+from tests.method_cases import CASES
 
-SEGMENTATION = {"OutputSpaceAdversarial", "AdvEnt"}
-# optimiser steps Lightning counts per batch (manual optimisation: OutputSpaceAdversarial/AdvEnt 2, MCD 3 + num_k)
-STEPS_PER_BATCH = {"OutputSpaceAdversarial": 2, "AdvEnt": 2, "MCD": 3 + 2}
 # 4 source batches an epoch (32 / 8), 3 target batches (24 / 8): the target loader cycles. 3 whole epochs, so
 # the last iteration is validated in both runs (a process's last logged values are what it compares).
 ITERATIONS = 12
-EXTRA = {"FeatureAlignment": {"loss": {"class_path": "domadapt.losses.CORALLoss"}},
-         "DANN": {"hidden": 16}, "CDAN": {"hidden": 16}, "MCD": {"num_k": 2}}
+CASE = {str(case): case for case in CASES}
 
 
 def recipe(name: str, root: Path, workers: int = 0) -> dict:
-    seg = name in SEGMENTATION
-    task, (h, w) = ("segmentation", (40, 56)) if seg else ("classification", (40, 40))  # cropped to -8
-    net = ({"class_path": "tests.conftest.TinySegNet"} if seg else
-           {"class_path": "domadapt.models.DigitsNet", "init_args": {"num_classes": 4, "num_features": 16}})
+    case = CASE[name]
+    task, (h, w) = case.task, (40, 56) if case.task == "segmentation" else (40, 40)  # cropped to -8
 
     def domain(n, seed, shift=0.0):
         return {"class_path": "tests.core.resume_toys.ColourDomain",
                 "init_args": {"task": task, "n": n, "seed": seed, "shift": shift, "height": h, "width": w}}
 
-    steps = ITERATIONS * STEPS_PER_BATCH.get(name, 1)
+    # optimiser steps Lightning counts per batch (manual optimisation: 2 for GANs, 3 + num_k for MCD)
+    steps = ITERATIONS * case.build().optimizer_steps_per_batch
     return {
         "seed_everything": 3,
         "checkpoint_every_n_steps": 3,
@@ -46,8 +41,7 @@ def recipe(name: str, root: Path, workers: int = 0) -> dict:
                     "check_val_every_n_epoch": 1, "limit_val_batches": 2, "num_sanity_val_steps": 0,
                     "enable_progress_bar": False, "enable_model_summary": False, "logger": False,
                     "callbacks": [{"class_path": "tests.core.resume_toys.KillAt"}]},
-        "model": {"class_path": f"domadapt.methods.{name}",
-                  "init_args": {"net": net, "lr": 0.01, **EXTRA.get(name, {})}},
+        "model": case.recipe_model(),
         "data": {"class_path": "domadapt.data.DomainAdaptationDataModule", "init_args": {
             "sources": [domain(32, 0)], "target": domain(24, 1, 30.0), "target_val": domain(16, 2, 30.0),
             "train_transform": {"class_path": "domadapt.data.Augment",
@@ -91,11 +85,11 @@ def assert_identical(a, b, where: str = "") -> None:
         assert a == b, f"{where}: {a} != {b}"
 
 
-CASES = ([(name, "train", 0) for name in domadapt.list_methods()]
-         + [("DANN", "validation", 0), ("AdvEnt", "validation", 0), ("DANN", "train", 2)])  # 2: DataLoader workers
+RUNS = ([(str(case), "train", 0) for case in CASES]
+        + [("DANN", "validation", 0), ("AdvEnt", "validation", 0), ("DANN", "train", 2)])  # 2: DataLoader workers
 
 
-@pytest.mark.parametrize("name,phase,workers", CASES, ids=[f"{n}-{p}-workers{w}" for n, p, w in CASES])
+@pytest.mark.parametrize("name,phase,workers", RUNS, ids=[f"{n}-{p}-workers{w}" for n, p, w in RUNS])
 def test_killed_run_resumes_to_the_uninterrupted_result(name, phase, workers, tmp_path):
     at = random.Random(f"{name}-{phase}").randint(4, ITERATIONS - 1)  # a random iteration, fixed per case
     runs = {}

@@ -1,5 +1,6 @@
-"""Every method (found by listing) trains a few steps, logs finite losses and metrics, and round-trips
-through a checkpoint with identical predictions; FeatureAlignment runs with every suitable loss."""
+"""Every method and translator (found by listing, :mod:`tests.method_cases`) trains a few steps, logs finite losses
+and metrics, and round-trips through a checkpoint with identical predictions and weights; FeatureAlignment runs with
+every suitable loss."""
 
 from __future__ import annotations
 
@@ -12,62 +13,45 @@ from pytorch_lightning.loggers import CSVLogger
 
 import domadapt
 from domadapt.losses import LOSSES, CORALLoss
-from domadapt.methods import METHODS, FeatureAlignment
+from domadapt.methods import METHODS, TRANSLATORS, FeatureAlignment
 from tests.conftest import TinySegNet, build_loss, tiny_datamodule, tiny_net
+from tests.method_cases import CASES
 
-SEGMENTATION_ONLY = {"OutputSpaceAdversarial", "AdvEnt"}
-
-
-def task_of(name: str) -> str:
-    return "segmentation" if name in SEGMENTATION_ONLY else "classification"
-
-
-def module_kwargs(name: str, net) -> dict:
-    if name == "FeatureAlignment":
-        return {"loss": CORALLoss()}
-    if name in ("DANN", "CDAN"):
-        return {"hidden": 16}
-    if name == "MCD":
-        return {"num_k": 2}
-    return {}
-
-
-def fit(module, task, tmp_path, iterations=4):
+def fit(module, datamodule, tmp_path, iterations=4):
     trainer = pl.Trainer(max_steps=iterations * module.optimizer_steps_per_batch, val_check_interval=iterations,
                          limit_val_batches=2, logger=CSVLogger(tmp_path), enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                          num_sanity_val_steps=0)
-    trainer.fit(module, tiny_datamodule(task))
+    trainer.fit(module, datamodule)
     return trainer
 
 
 def test_list_methods_matches_registry():
     assert domadapt.list_methods() == sorted(METHODS)
+    assert domadapt.list_translators() == sorted(TRANSLATORS) == ["Translation"]
+    assert [str(case) for case in CASES] == domadapt.list_methods() + domadapt.list_translators()
     assert {"SourceOnly", "DANN", "CDAN", "MCD", "FeatureAlignment", "OutputSpaceAdversarial", "AdvEnt"} <= set(METHODS)
 
 
-@pytest.mark.parametrize("name", domadapt.list_methods())
-def test_method_trains_logs_and_roundtrips_checkpoint(name, tmp_path):
-    task = task_of(name)
-    cls = METHODS[name]
-    net = tiny_net(task)
-    module = cls(net=net, lr=0.01, **module_kwargs(name, net))
-    trainer = fit(module, task, tmp_path)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_method_trains_logs_and_roundtrips_checkpoint(case, tmp_path):
+    module = case.build()
+    trainer = fit(module, case.datamodule(), tmp_path)
     m = trainer.callback_metrics
-    assert math.isfinite(float(m["train/loss_step"]))
-    key = "val/target/acc" if task == "classification" else "val/target/miou"
-    assert key in m and 0.0 <= float(m[key]) <= 1.0
-    assert "val/source/" + key.split("/")[-1] in m
+    assert all(math.isfinite(float(m[key])) for key in case.train_keys)
+    low, high = case.val_range
+    for domain in ("target", "source"):
+        assert low <= float(m[f"val/{domain}/{case.val_metric}"]) <= high
 
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
-    net2 = tiny_net(task)
-    torch.nn.init.normal_(next(net2.parameters()))  # make sure weights really come from the file
-    loaded = cls.load_from_checkpoint(path, net=net2, **module_kwargs(name, net2))
-    x = torch.randn(3, 3, 32, 32) if task == "classification" else torch.randn(3, 3, 32, 48)
-    module.eval(), loaded.eval()
-    with torch.no_grad():
-        assert torch.equal(module.predict_probabilities(x), loaded.predict_probabilities(x))
+    loaded = case.reload(path)
+    x = case.example()
+    assert torch.equal(case.predict(module, x), case.predict(loaded, x))
+    reloaded = loaded.state_dict()
+    for key, value in module.state_dict().items():  # every part: discriminators and second generator too
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, reloaded[key]), key
 
 
 ALIGNABLE = [n for n, c in LOSSES.items() if not c.alternating]
@@ -79,7 +63,7 @@ def test_feature_alignment_with_every_loss(loss_name, tmp_path):
     task = "classification" if "classification" in cls.supports else "segmentation"
     net = tiny_net(task)
     module = FeatureAlignment(net=net, loss=build_loss(cls, net), lr=0.01)
-    trainer = fit(module, task, tmp_path, iterations=3)
+    trainer = fit(module, tiny_datamodule(task), tmp_path, iterations=3)
     assert math.isfinite(float(trainer.callback_metrics["train/loss_adapt_step"]))
 
 
@@ -103,7 +87,7 @@ def test_network_without_features_is_refused(tmp_path):
 
     module = FeatureAlignment(net=LogitsOnly(), loss=CORALLoss())
     with pytest.raises(TypeError, match="expected NetOutput"):
-        fit(module, "classification", tmp_path, iterations=1)
+        fit(module, tiny_datamodule("classification"), tmp_path, iterations=1)
 
 
 def test_segmentation_method_refuses_classifier():
@@ -118,26 +102,25 @@ def test_nan_loss_stops_with_step_and_term(tmp_path):
 
     module = FeatureAlignment(net=tiny_net("classification"), loss=Exploding())
     with pytest.raises(FloatingPointError, match=r"training iteration 0 .*term `adapt`"):
-        fit(module, "classification", tmp_path, iterations=2)
+        fit(module, tiny_datamodule("classification"), tmp_path, iterations=2)
 
 
 def test_progress_is_restored_from_trainer_state(tmp_path):
     net = tiny_net("classification")
     module = METHODS["DANN"](net=net, hidden=16, schedule_horizon=8)
-    fit(module, "classification", tmp_path, iterations=4)
+    fit(module, tiny_datamodule("classification"), tmp_path, iterations=4)
     assert module.iteration == 4 and module.progress == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("bound", ["max_steps", "max_epochs", "both"])
-@pytest.mark.parametrize("name", domadapt.list_methods())
-def test_schedule_horizon_counts_iterations_under_max_steps_and_max_epochs(name, bound, tmp_path):
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_schedule_horizon_counts_iterations_under_max_steps_and_max_epochs(case, bound, tmp_path):
     """The horizon of every method is the run's length in iterations (batches), whatever bounds the run: Lightning's
-    max_steps counts optimiser steps (7 per batch for MCD with num_k 4), max_epochs counts batches."""
-    task = task_of(name)
-    net = tiny_net(task)
-    module = METHODS[name](net=net, lr=0.01, **{**module_kwargs(name, net), **({"num_k": 4} if name == "MCD" else {})})
+    max_steps counts optimiser steps (7 per batch for MCD with num_k 4, 2 for Translation), max_epochs counts
+    batches."""
+    module = case.build(**({"num_k": 4} if case.name == "MCD" else {}))
     k = module.optimizer_steps_per_batch
-    dm = tiny_datamodule(task, n=32, batch_size=8)  # 4 batches per epoch
+    dm = case.datamodule(n=32, batch_size=8)  # 4 batches per epoch
     limits = {"max_steps": dict(max_steps=6 * k, max_epochs=-1), "max_epochs": dict(max_epochs=3, max_steps=-1),
               "both": dict(max_epochs=3, max_steps=2 * k)}[bound]
     trainer = pl.Trainer(**limits, logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -1,5 +1,5 @@
-"""Every method (found by listing) and the translation stage train under 16-bit mixed precision (fp16 with a
-gradient scaler, bf16) and in channels_last memory format.
+"""Every method and translator (found by listing, :mod:`tests.method_cases`) trains under 16-bit mixed precision
+(fp16 with a gradient scaler, bf16) and in channels_last memory format.
 
 Lightning refuses ``precision="16-mixed"`` on a CPU accelerator, so the fp16 tests pass the same
 :class:`~pytorch_lightning.plugins.MixedPrecision` plugin a GPU run builds, with a CPU ``GradScaler``:
@@ -9,19 +9,16 @@ autocast to float16, scaled losses, skipped steps on overflow — the GPU code p
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-
-import domadapt
 from pytorch_lightning.plugins import MixedPrecision
 
 from domadapt.memory_format import ChannelsLast
-from domadapt.methods.translation import Translation
-from domadapt.methods import METHODS
-from tests.conftest import tiny_datamodule, tiny_net
-from tests.methods.test_methods import module_kwargs, task_of
+from tests.conftest import tiny_net
+from tests.method_cases import CASES, MethodCase
 
 
 class Snapshot(pl.Callback):
@@ -36,33 +33,33 @@ def fp16_plugin() -> MixedPrecision:
     return MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
 
 
-def train(name: str, iterations: int = 3, **trainer_kwargs) -> tuple[pl.Trainer, list]:
-    task = task_of(name)
-    net = tiny_net(task)
-    module = METHODS[name](net=net, lr=0.01, **module_kwargs(name, net))
-    seen = []  # (dtype, channels_last) of the network's output logits / input in training
-    net.register_forward_hook(lambda m, inputs, out: seen.append(
-        (out.logits.dtype, inputs[0].is_contiguous(memory_format=torch.channels_last))) if m.training else None)
+def train(case: MethodCase, root: Path, iterations: int = 3, **trainer_kwargs) -> tuple[pl.Trainer, list]:
+    module = case.build()
+    seen = []  # (dtype, channels_last) of the watched network's output logits or images / input in training
+    case.network(module).register_forward_hook(lambda m, inputs, out: seen.append(
+        (getattr(out, "logits", out).dtype, inputs[0].is_contiguous(memory_format=torch.channels_last)))
+        if m.training else None)
     trainer = pl.Trainer(max_steps=iterations * module.optimizer_steps_per_batch, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         limit_val_batches=1, num_sanity_val_steps=0, **trainer_kwargs)
-    trainer.fit(module, tiny_datamodule(task))
-    assert math.isfinite(float(trainer.callback_metrics["train/loss_step"]))
+                         limit_val_batches=1, num_sanity_val_steps=0, default_root_dir=root, **trainer_kwargs)
+    trainer.fit(module, case.datamodule())
+    for key in case.train_keys:
+        assert math.isfinite(float(trainer.callback_metrics[key])), key
     return trainer, seen
 
 
-@pytest.mark.parametrize("name", domadapt.list_methods())
-def test_every_method_trains_in_bf16_mixed_precision(name):
-    _, seen = train(name, precision="bf16-mixed")
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_method_trains_in_bf16_mixed_precision(case, tmp_path):
+    _, seen = train(case, tmp_path, precision="bf16-mixed")
     assert seen and all(dtype == torch.bfloat16 for dtype, _ in seen)  # autocast really ran the network
 
 
-@pytest.mark.parametrize("name", domadapt.list_methods())
-def test_every_method_trains_in_fp16_mixed_precision_with_a_grad_scaler(name):
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_method_trains_in_fp16_mixed_precision_with_a_grad_scaler(case, tmp_path):
     torch.manual_seed(0)
     plugin, start = fp16_plugin(), Snapshot()
     # 12 iterations: the scaler skips the first steps while it lowers its scale from 2^16 on overflow
-    trainer, seen = train(name, iterations=12, plugins=[plugin], callbacks=[start])
+    trainer, seen = train(case, tmp_path, iterations=12, plugins=[plugin], callbacks=[start])
     assert seen and all(dtype == torch.float16 for dtype, _ in seen)
     params = list(trainer.lightning_module.parameters())
     assert all(torch.isfinite(p).all() for p in params) and all(p.dtype == torch.float32 for p in params)
@@ -70,28 +67,9 @@ def test_every_method_trains_in_fp16_mixed_precision_with_a_grad_scaler(name):
     assert 0 < plugin.scaler.get_scale() <= 2.0 ** 16  # lowered on overflow, never grown (every 2,000 steps)
 
 
-@pytest.mark.parametrize("precision", ["fp16", "bf16-mixed"])
-def test_translation_trains_in_mixed_precision(tmp_path, precision):
-    from tests.translation.test_translation_module import PairedBatches
-
-    torch.manual_seed(0)
-    module = Translation(ngf=4, n_blocks=1, ndf=4, n_layers=2, pool_size=2)
-    before = [p.detach().clone() for p in module.parameters()]
-    kw = {"plugins": [fp16_plugin()]} if precision == "fp16" else {"precision": precision}
-    trainer = pl.Trainer(max_steps=2 * 12, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         default_root_dir=tmp_path, **kw)
-    trainer.fit(module, torch.utils.data.DataLoader(PairedBatches(n=4), batch_size=2))
-    for key in ("loss_G", "loss_D"):  # LSGAN, cycle and identity terms stay finite in 16 bits
-        assert math.isfinite(float(trainer.logged_metrics[f"train/{key}_step"])), key
-    after = list(module.parameters())
-    assert all(torch.isfinite(p).all() for p in after)
-    assert any(not torch.equal(a, b) for a, b in zip(before, after))  # generators and discriminators trained
-
-
-@pytest.mark.parametrize("name", domadapt.list_methods())
-def test_every_method_trains_in_channels_last(name):
-    trainer, seen = train(name, callbacks=[ChannelsLast()])
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_method_trains_in_channels_last(case, tmp_path):
+    trainer, seen = train(case, tmp_path, callbacks=[ChannelsLast()])
     assert seen and all(cl for _, cl in seen)
     convs = [p for p in trainer.lightning_module.parameters() if p.dim() == 4]
     assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)

@@ -1,4 +1,7 @@
-"""The Translation LightningModule: training steps and logs, schedule, resume, errors, perceptual weights, recipe."""
+"""The Translation LightningModule: training steps and logs, schedule, resume, errors, perceptual weights, recipe.
+
+The shared method tests (:mod:`tests.method_cases`) also run it: training and checkpoint round trip, schedule horizon,
+kill-resume, mixed precision, channels_last and export."""
 
 from __future__ import annotations
 
@@ -15,9 +18,9 @@ from torch.utils.data import DataLoader
 
 from domadapt.methods.translation import Translation, constant_then_linear
 from tests.conftest import TinySegNet, tiny_datamodule
+from tests.method_cases import TINY_TRANSLATION as TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(ngf=4, n_blocks=1, ndf=4, n_layers=2)
 
 
 def trainer(tmp_path, max_steps, **kw) -> pl.Trainer:
@@ -88,15 +91,6 @@ def test_learning_rate_follows_progress(tmp_path):
     t = trainer(tmp_path, max_steps=6)  # 3 iterations -> lr factor (1 - 3/4) / 0.5 = 0.5
     t.fit(module, DataLoader(PairedBatches(4), batch_size=1))
     assert [o.param_groups[0]["lr"] for o in t.optimizers] == pytest.approx([1e-4, 1e-4])
-
-
-@pytest.mark.parametrize("limits,horizon", [(dict(max_steps=10), 5), (dict(max_epochs=2, max_steps=-1), 6),
-                                            (dict(max_epochs=2, max_steps=8), 4)])
-def test_horizon_counts_iterations_not_optimiser_steps(tmp_path, limits, horizon):
-    module = Translation(**TINY, pool_size=0)
-    t = trainer(tmp_path, **limits)
-    t.fit(module, DataLoader(PairedBatches(3), batch_size=1))
-    assert module.horizon == horizon
 
 
 def test_resume_from_checkpoint_gives_identical_next_steps(tmp_path):
