@@ -6,7 +6,7 @@ It is a :class:`~domadapt.data.datamodule.DomainAdaptationDataModule` with two d
   :class:`~domadapt.data.style_transfer.StyleTransferred`, paired per sample with images of the target
   training split; by default the originals are kept too (``keep_original_source``), so each epoch
   trains on source *and* transferred source;
-* **imbalanced sampling** (``target_ratio``): once the target carries pseudo labels (the pipeline wraps
+* **imbalanced sampling** (``target_ratio``): once the target carries pseudo labels (``pseudo_labels`` wraps
   it in :class:`~domadapt.pseudo.PseudoLabelled`), training batches come from one loader over
   ``ConcatDataset([sources, target])`` driven by a
   :class:`~domadapt.data.samplers.MixedDomainSampler` — a share ``ρ`` of target samples, drawn

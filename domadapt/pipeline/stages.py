@@ -3,8 +3,9 @@ returns the record that goes into ``DONE.json`` (``outputs`` with paths relative
 ``metrics``, and type-specific facts).
 
 * ``fit`` — ``domadapt fit`` through :func:`domadapt.lightning_cli.run_lightning` (``run=False``, so the runner
-  can wrap the target in :class:`~domadapt.pseudo.PseudoLabelled` and load ``init_from`` weights
-  before ``trainer.fit``) with ``--trainer.default_root_dir=<stage dir>``; resumes from
+  can load ``init_from`` weights before ``trainer.fit``; ``inputs.pseudo_labels`` becomes the DataModule's
+  ``pseudo_labels`` argument, a :class:`~domadapt.pseudo.PseudoLabelled` of that folder) with
+  ``--trainer.default_root_dir=<stage dir>``; resumes from
   ``checkpoints/last.ckpt`` when an earlier attempt left one; saves ``final.ckpt`` and runs
   ``trainer.test`` on the final weights.
 * ``test`` / ``evaluate`` — ``trainer.test`` / ``trainer.validate`` of a fit stage's ``final.ckpt``
@@ -20,6 +21,7 @@ returns the record that goes into ``DONE.json`` (``outputs`` with paths relative
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -76,7 +78,21 @@ def lightning_args(stage: StageSpec, ctx: RunContext, pending: bool = False) -> 
             Path(tmp).write_text(yaml.safe_dump(config, sort_keys=False))
         config = path
     overrides = [_fill(o, stage, ctx, pending) for o in [*ctx.spec.overrides, *stage.overrides, *ctx.cli_overrides]]
-    return ["--config", str(config), f"--seed_everything={ctx.spec.seed}", *overrides]
+    return ["--config", str(config), f"--seed_everything={ctx.spec.seed}", *overrides,
+            *_pseudo_args(stage, ctx, pending)]
+
+
+def _pseudo_args(stage: StageSpec, ctx: RunContext, pending: bool) -> list[str]:
+    """The DataModule's ``pseudo_labels`` argument from ``inputs.pseudo_labels`` (nothing without that input): a
+    :class:`~domadapt.pseudo.PseudoLabelled` of the folder, which must come from the model the stage labelled with."""
+    name = stage.inputs.get("pseudo_labels")
+    if not name:
+        return []
+    init = {"pseudo_dir": _fill(f"{{{{{name}}}}}", stage, ctx, pending), "expect_model_hash": None}
+    if name in ctx.done:
+        init["expect_model_hash"] = ctx.done[ctx.spec.stage(name).model_stage()]["outputs"]["model_sha256"]
+    return ["--data.init_args.pseudo_labels=" + json.dumps({"class_path": "domadapt.pseudo.PseudoLabelled",
+                                                             "init_args": init})]
 
 
 def _fill(arg: str, stage: StageSpec, ctx: RunContext, pending: bool) -> str:
@@ -199,14 +215,8 @@ def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     model, dm, trainer = cli.model, cli.datamodule, cli.trainer
     resume = resume_checkpoint(d / "checkpoints")  # last.ckpt, or previous.ckpt when last is damaged
     record: dict[str, Any] = {"args": args, "resumed_from": str(resume.relative_to(d)) if resume else None}
-    if stage.inputs.get("pseudo_labels"):
-        from domadapt.pseudo.dataset import PseudoLabelled
-
-        pl_stage = stage.inputs["pseudo_labels"]
-        model_stage = ctx.spec.stage(pl_stage).model_stage()
-        dm.target = PseudoLabelled(dm.target, ctx.artifact(pl_stage),
-                                   expect_model_hash=ctx.done[model_stage]["outputs"]["model_sha256"])
-        record["pseudo_labels"] = str(ctx.artifact(pl_stage))
+    if stage.inputs.get("pseudo_labels"):  # passed to the DataModule by lightning_args
+        record["pseudo_labels"] = str(ctx.artifact(stage.inputs["pseudo_labels"]))
     if stage.inputs.get("init_from") and resume is None:  # a resumed run restores its own weights
         load_weights(model, ctx.artifact(stage.inputs["init_from"]), network_only=True)
         record["init_from"] = str(ctx.artifact(stage.inputs["init_from"]))
