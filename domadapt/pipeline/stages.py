@@ -38,6 +38,7 @@ from domadapt.checkpointing import resume_checkpoint
 from domadapt.io import atomic_path
 from domadapt.models.weights import read_state_dict
 from domadapt.pipeline.config import PLACEHOLDER, PipelineError, PipelineSpec, StageSpec
+from domadapt.pipeline.options import parse_options
 from domadapt import fingerprint
 
 FINAL = "final.ckpt"
@@ -207,6 +208,12 @@ def _save_final(trainer: pl.Trainer, path: Path) -> None:
         trainer.save_checkpoint(tmp)
 
 
+def stage_options(stage: StageSpec) -> Any:
+    """The typed options of ``stage`` (:mod:`domadapt.pipeline.options`), parsed when it runs: a smoke run may
+    have changed them since the recipe was checked."""
+    return parse_options(stage.type, stage.options, f"stage {stage.name!r}")
+
+
 # ---------------------------------------------------------------------------------------- runners
 def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     d = ctx.stage_dir(stage.name)
@@ -254,17 +261,16 @@ def run_pseudo_label(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     from domadapt.pseudo.generate import generate_pseudo_labels
     from domadapt.pseudo.thresholds import build_strategy
 
-    opts = dict(stage.options)
+    opts = stage_options(stage)
     cli = model_cli(stage, ctx, logger=False)
     ckpt = ctx.artifact(stage.model_stage())
     earlier = [s.name for s in ctx.spec.stages if s.type == "pseudo_label"].index(stage.name)
-    size = opts.get("output_size")
     manifest = generate_pseudo_labels(
-        cli.model, cli.datamodule, ctx.stage_dir(stage.name) / LABELS, build_strategy(opts.get("strategy")),
-        output_size=tuple(size) if size else None, batch_size=int(opts.get("batch_size", 8)), checkpoint=ckpt,
-        round=int(opts.get("round", earlier)), bins=int(opts.get("bins", 1000)), cache=opts.get("cache", "disk"),
-        device="cuda" if torch.cuda.is_available() else "cpu", num_workers=int(opts.get("num_workers", 0)),
-        hflip=bool(opts.get("hflip", False)), progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
+        cli.model, cli.datamodule, ctx.stage_dir(stage.name) / LABELS, build_strategy(opts.strategy),
+        output_size=opts.output_size, batch_size=opts.batch_size, checkpoint=ckpt,
+        round=earlier if opts.round is None else opts.round, bins=opts.bins, cache=opts.cache,
+        device="cuda" if torch.cuda.is_available() else "cpu", num_workers=opts.num_workers,
+        hflip=opts.hflip, progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
     )
     precision = manifest.get("precision") or {}
     return {"outputs": {"main": LABELS, "model_sha256": manifest["model"]["sha256"]},
@@ -276,19 +282,17 @@ def run_pseudo_label(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
 def run_translate(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     from domadapt.pipeline.translate import translate_dataset  # imported when a translate stage runs
 
-    opts = dict(stage.options)
-    if "dataset" in opts:
-        dataset = instantiate(opts.pop("dataset"), f"stage {stage.name!r}.dataset")
+    opts = stage_options(stage)
+    if opts.dataset is not None:
+        dataset = instantiate(opts.dataset, f"stage {stage.name!r}.dataset")
     else:  # a source of the recipe (the generator stage's by default), with its labels: what BDL translates
         dm = model_cli(stage, ctx, logger=False).datamodule
-        dataset = dm.sources[int(opts.get("source_index", 0))].labelled()
-    opts.pop("source_index", None)
-    if opts.get("size") is not None:
-        opts["size"] = tuple(opts["size"])
+        dataset = dm.sources[opts.source_index].labelled()
+    kwargs = {k: v for k, v in vars(opts).items() if k not in ("dataset", "source_index")}
     d = ctx.stage_dir(stage.name)
     manifest = translate_dataset(ctx.artifact(stage.inputs["generator"]), dataset, d / TRANSLATED,
                                  device="cuda" if torch.cuda.is_available() else "cpu",
-                                 show_progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0", **opts)
+                                 show_progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0", **kwargs)
     return {"outputs": {"main": TRANSLATED, "manifest": str(Path(manifest).relative_to(d))}, "metrics": {},
             "dataset": dataset.describe()}
 
