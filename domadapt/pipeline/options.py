@@ -14,6 +14,8 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from domadapt.pseudo.generate import LabelOptions
+
 COMMON_KEYS = ("name", "type", "config", "overrides", "inputs")
 
 
@@ -27,30 +29,19 @@ class NoOptions:
 
 
 @dataclass(frozen=True)
-class PseudoLabelOptions:
-    """Options of a ``pseudo_label`` stage (see :func:`~domadapt.pseudo.generate.generate_pseudo_labels`).
+class PseudoLabelOptions(LabelOptions):
+    """Options of a ``pseudo_label`` stage: the :class:`~domadapt.pseudo.generate.LabelOptions` of
+    :func:`~domadapt.pseudo.generate.generate_pseudo_labels` and its threshold strategy.
 
     Attributes:
-        strategy: a threshold strategy mapping for :func:`~domadapt.pseudo.thresholds.build_strategy`;
-            ``None`` = BDL's class percentile.
-        output_size: ``(H, W)`` of segmentation labels; ``None`` = each image's raw size.
-        batch_size: images per forward.
         round: self-training round of progressive strategies; ``None`` = the number of earlier
             ``pseudo_label`` stages.
-        bins: histogram bins.
-        cache: keep predictions on disk between the passes, or predict again.
-        num_workers: DataLoader workers.
-        hflip: label with the mean probabilities of each image and its mirror.
+        strategy: a threshold strategy mapping for :func:`~domadapt.pseudo.thresholds.build_strategy`;
+            ``None`` = BDL's class percentile.
     """
 
+    round: int | None = None  # type: ignore[assignment]
     strategy: dict[str, Any] | None = None
-    output_size: tuple[int, int] | None = None
-    batch_size: int = 8
-    round: int | None = None
-    bins: int = 1000
-    cache: Literal["disk", "recompute"] = "disk"
-    num_workers: int = 0
-    hflip: bool = False
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ returns the record that goes into ``DONE.json`` (``outputs`` with paths relative
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -267,10 +268,8 @@ def run_pseudo_label(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     earlier = [s.name for s in ctx.spec.stages if s.type == "pseudo_label"].index(stage.name)
     manifest = generate_pseudo_labels(
         cli.model, cli.datamodule, ctx.stage_dir(stage.name) / LABELS, build_strategy(opts.strategy),
-        output_size=opts.output_size, batch_size=opts.batch_size, checkpoint=ckpt,
-        round=earlier if opts.round is None else opts.round, bins=opts.bins, cache=opts.cache,
-        device="cuda" if torch.cuda.is_available() else "cpu", num_workers=opts.num_workers,
-        hflip=opts.hflip, progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
+        dataclasses.replace(opts, round=earlier if opts.round is None else opts.round), checkpoint=ckpt,
+        device="cuda" if torch.cuda.is_available() else "cpu", progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
     )
     precision = manifest.get("precision") or {}
     return {"outputs": {"main": LABELS, "model_sha256": manifest["model"]["sha256"]},
