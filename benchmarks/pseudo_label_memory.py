@@ -85,14 +85,14 @@ class FakeSegmenter(nn.Module):
 
 def child(n: int, out_dir: str, threads: int, batch_size: int) -> None:
     """One generation run; prints a JSON line with peak RSS (MB), RSS before generation and seconds."""
-    from domadapt.pseudo.generate import generate_pseudo_labels
+    from domadapt.pseudo.generate import LabelOptions, generate_pseudo_labels
     from domadapt.pseudo.thresholds import ClassPercentile
 
     torch.set_num_threads(threads)
     ds, model = FieldImages(n), FakeSegmenter()
     before = _rss_now_mb()
     t0 = time.time()
-    generate_pseudo_labels(model, ds, out_dir, ClassPercentile(0.5, cap=0.9), batch_size=batch_size,
+    generate_pseudo_labels(model, ds, out_dir, ClassPercentile(0.5, cap=0.9), LabelOptions(batch_size=batch_size),
                            progress=False, verbose=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
     print(json.dumps({"n": n, "peak_mb": peak, "before_mb": before, "seconds": time.time() - t0}))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -54,6 +54,9 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         pin_memory: pin host memory (useful on GPU machines).
         seed: seed of the training order and augmentations (source ``seed``, target ``seed + 7919``);
             ``None`` = the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), else 0.
+        pseudo_labels: wraps ``target`` in its pseudo labels, e.g. ``{class_path:
+            domadapt.pseudo.PseudoLabelled, init_args: {pseudo_dir: <pseudo_label stage>/pseudo_labels}}``
+            (how a pipeline's fit stage passes ``inputs.pseudo_labels``); ``None`` = unlabelled target.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         seed: int | None = None,
+        pseudo_labels: Callable[[DomainDataset], DomainDataset] | None = None,
     ) -> None:
         super().__init__()
         self.sources = list(sources) if isinstance(sources, Sequence) else [sources]
@@ -79,7 +83,8 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
             raise ValueError("DomainAdaptationDataModule.sources: expected at least one source dataset")
         if batch_size <= 0:
             raise ValueError(f"DomainAdaptationDataModule.batch_size: expected > 0, got {batch_size}")
-        self.target, self.target_val, self.source_val = target, target_val, source_val
+        self.target = pseudo_labels(target) if pseudo_labels is not None else target
+        self.target_val, self.source_val = target_val, source_val
         self.target_test = target_test if target_test is not None else target_val
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.target_transform = target_transform if target_transform is not None else train_transform

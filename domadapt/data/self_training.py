@@ -6,7 +6,7 @@ It is a :class:`~domadapt.data.datamodule.DomainAdaptationDataModule` with two d
   :class:`~domadapt.data.style_transfer.StyleTransferred`, paired per sample with images of the target
   training split; by default the originals are kept too (``keep_original_source``), so each epoch
   trains on source *and* transferred source;
-* **imbalanced sampling** (``target_ratio``): once the target carries pseudo labels (the pipeline wraps
+* **imbalanced sampling** (``target_ratio``): once the target carries pseudo labels (``pseudo_labels`` wraps
   it in :class:`~domadapt.pseudo.PseudoLabelled`), training batches come from one loader over
   ``ConcatDataset([sources, target])`` driven by a
   :class:`~domadapt.data.samplers.MixedDomainSampler` — a share ``ρ`` of target samples, drawn
@@ -33,7 +33,6 @@ from domadapt.data.datamodule import DomainAdaptationDataModule, resume_loaders
 from domadapt.data.resumable import ResumableLoader, SeededConcatDataset
 from domadapt.data.samplers import MixedDomainSampler, rarest_class
 from domadapt.data.style_transfer import StyleTransfer, StyleTransferred
-from domadapt.data.transforms import Augment
 from domadapt.io import DataError, read_index_png
 from domadapt.structures import IGNORE_INDEX
 
@@ -81,10 +80,9 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
     """Source(s) + target with per-sample style transfer and ratio-ρ class-balanced target sampling.
 
     Args:
-        sources, target, target_val, target_test, source_val, train_transform, target_transform,
-            eval_transform, batch_size, target_batch_size, eval_batch_size, num_workers, pin_memory:
-            see :class:`~domadapt.data.datamodule.DomainAdaptationDataModule`. With the mixed loader a
-            batch holds ``batch_size + target_batch_size`` samples of both domains together.
+        *args, **kwargs: the arguments of :class:`~domadapt.data.datamodule.DomainAdaptationDataModule`
+            (``sources``, ``target``, ``batch_size``, ``seed``, ...). With the mixed loader a batch holds
+            ``batch_size + target_batch_size`` samples of both domains together.
         style_transfer: a :class:`~domadapt.data.style_transfer.StyleTransfer` applied to every source
             (references: the target training split); ``None`` = off.
         style_transfer_p: probability that a (copied) source sample is restyled.
@@ -101,24 +99,11 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
         min_pixels: segmentation: pixels a class needs in an image to count as present.
         epoch_size: indices per epoch (default: all source samples + all target samples).
         sampler_seed: seed of the sampler (the epoch is added by ``set_epoch``); ``None`` = the data seed.
-        seed: see :class:`~domadapt.data.datamodule.DomainAdaptationDataModule`.
     """
 
     def __init__(
         self,
-        sources: DomainDataset | list[DomainDataset],
-        target: DomainDataset,
-        target_val: DomainDataset | None = None,
-        target_test: DomainDataset | None = None,
-        source_val: DomainDataset | None = None,
-        train_transform: Augment | None = None,
-        target_transform: Augment | None = None,
-        eval_transform: Augment | None = None,
-        batch_size: int = 32,
-        target_batch_size: int | None = None,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        *args: Any,
         style_transfer: StyleTransfer | None = None,
         style_transfer_p: float = 1.0,
         keep_original_source: bool = True,
@@ -131,10 +116,9 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
         min_pixels: int = 1,
         epoch_size: int | None = None,
         sampler_seed: int | None = None,
-        seed: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(sources, target, target_val, target_test, source_val, train_transform, target_transform,
-                         eval_transform, batch_size, target_batch_size, eval_batch_size, num_workers, pin_memory, seed)
+        super().__init__(*args, **kwargs)  # jsonargparse follows this call for the parent's arguments
         for name, value in (("target_ratio", target_ratio), ("target_ratio_end", target_ratio_end)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"SelfTrainingDataModule.{name}: expected ρ in [0, 1], got {value}")
@@ -150,8 +134,7 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self._ready and self.style_transfer is not None:
-            # Wrapped here, not in __init__: a pipeline may replace the target by its PseudoLabelled
-            # version after construction; references are the raw target images either way.
+            # References are the raw target images, not their pseudo-labelled wrapper.
             refs = getattr(self.target, "dataset", self.target) if getattr(self.target, "pseudo_labelled", False) \
                 else self.target
             base = self.data_seed() if self.style_seed is None else int(self.style_seed)

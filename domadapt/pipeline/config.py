@@ -21,13 +21,10 @@ A pipeline recipe is YAML::
         config: recipes/toycity/output_adversarial.yaml
         inputs: {pseudo_labels: pl1, init_from: null}   # null: fresh (seeded) initial weights, as BDL
 
-Any other key of a stage is an *option* of its type: ``strategy``, ``output_size``, ``batch_size``,
-``round``, ``bins``, ``cache``, ``num_workers``, ``hflip`` (label with the mean of each image's and its
-mirror's probabilities) for ``pseudo_label``; for ``translate`` (``inputs:
-{generator: <fit stage of a Translation recipe>}``) ``dataset`` (a ``class_path`` mapping; default:
-source ``source_index`` of the stage's recipe, itself defaulting to the generator stage's) and the
-keyword arguments of ``translate_dataset`` (``layout``, ``size``, ``batch_size``, ``direction``,
-``link_labels``, ``num_workers``).
+Any other key of a stage is an *option* of its type, a field of its dataclass in
+:mod:`domadapt.pipeline.options` (:class:`~domadapt.pipeline.options.PseudoLabelOptions`,
+:class:`~domadapt.pipeline.options.TranslateOptions`; a translate stage reads ``inputs:
+{generator: <fit stage of a Translation recipe>}``).
 An override may name an earlier stage's main artifact as ``{{stage}}`` (a fit stage's ``final.ckpt``,
 a pseudo-label folder, a translated dataset folder); that is a dependency like ``inputs``.
 
@@ -49,14 +46,17 @@ from __future__ import annotations
 
 import copy
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from domadapt.pipeline.options import PipelineError, check_type, parse_options
+
 StageType = Literal["fit", "test", "evaluate", "pseudo_label", "translate"]
-STAGE_TYPES: tuple[str, ...] = ("fit", "test", "evaluate", "pseudo_label", "translate")
+STAGE_TYPES: tuple[str, ...] = typing.get_args(StageType)
 
 #: input name -> stage types it may reference, per stage type
 STAGE_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -66,19 +66,8 @@ STAGE_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "pseudo_label": {"model": ("fit",)},
     "translate": {"generator": ("fit",)},
 }
-#: options each type accepts (None = any)
-STAGE_OPTIONS: dict[str, tuple[str, ...] | None] = {
-    "fit": (), "test": (), "evaluate": (),
-    "pseudo_label": ("strategy", "output_size", "batch_size", "round", "bins", "cache", "num_workers", "hflip"),
-    "translate": ("dataset", "source_index", "layout", "size", "batch_size", "direction", "link_labels",
-                  "num_workers"),
-}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
-
-
-class PipelineError(ValueError):
-    """An invalid pipeline recipe; the message names the stage and field."""
 
 
 @dataclass
@@ -160,10 +149,9 @@ def expand(stages: list[Any]) -> list[dict]:
 
 
 def _resolve_config(value: Any, where: str, base: Path | None) -> Path | dict | None:
+    check_type(value, str | Path | dict | None, f"{where}.config", "a recipe path or a mapping")
     if value is None or isinstance(value, dict):
         return value
-    if not isinstance(value, str | Path):
-        raise PipelineError(f"{where}.config: expected a recipe path or a mapping, got {type(value).__name__}")
     path = Path(value).expanduser()
     for candidate in [path] + ([base / path] if base is not None and not path.is_absolute() else []):
         if candidate.is_file():
@@ -173,29 +161,18 @@ def _resolve_config(value: Any, where: str, base: Path | None) -> Path | dict | 
 
 def parse_stage(raw: Any, index: int, base: Path | None = None) -> StageSpec:
     """One stage from its YAML mapping (field checks only; chaining is checked by :func:`validate`)."""
-    if not isinstance(raw, dict):
-        raise PipelineError(f"stages[{index}]: expected a mapping with name and type, got {raw!r}")
-    raw = dict(raw)
+    raw = dict(check_type(raw, dict, f"stages[{index}]", "a mapping with name and type"))
     name = raw.pop("name", None)
     if not isinstance(name, str) or not _NAME.match(name):
         raise PipelineError(f"stages[{index}].name: expected a folder-safe name (letters, digits, _ . -), got {name!r}")
     where = f"stage {name!r}"
-    kind = raw.pop("type", None)
-    if kind not in STAGE_TYPES:
-        raise PipelineError(f"{where}.type: expected one of {', '.join(STAGE_TYPES)}, got {kind!r}")
-    overrides = raw.pop("overrides", None) or []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise PipelineError(f"{where}.overrides: expected a list of command-line arguments, got {overrides!r}")
-    inputs = raw.pop("inputs", None) or {}
-    if not isinstance(inputs, dict) or not all(v is None or isinstance(v, str) for v in inputs.values()):
-        raise PipelineError(f"{where}.inputs: expected a mapping of input name -> stage name (or null), got {inputs!r}")
+    kind = check_type(raw.pop("type", None), StageType, f"{where}.type")
+    overrides = check_type(raw.pop("overrides", None) or [], list[str], f"{where}.overrides",
+                           "a list of command-line arguments")
+    inputs = check_type(raw.pop("inputs", None) or {}, dict[str, str | None], f"{where}.inputs",
+                        "a mapping of input name -> stage name (or null)")
     config = _resolve_config(raw.pop("config", None), where, base)
-    allowed = STAGE_OPTIONS[kind]
-    if allowed is not None:
-        unknown = sorted(set(raw) - set(allowed))
-        if unknown:
-            raise PipelineError(f"{where}: unknown key {unknown[0]!r} for a {kind} stage; expected name, type, config, "
-                                f"overrides, inputs" + (f" or {', '.join(allowed)}" if allowed else ""))
+    parse_options(kind, raw, where)  # raw stays the record (fingerprints); runners parse it again
     return StageSpec(name, kind, config, list(overrides), dict(inputs), raw)
 
 
@@ -271,20 +248,15 @@ def load_pipeline(source: str | Path | dict, run_dir: str | Path | None = None) 
     if unknown:
         raise PipelineError(f"pipeline: unknown key {unknown[0]!r}; expected run_dir, seed, stages, overrides, "
                             "target_metric, table_metrics")
-    table_metrics = raw.get("table_metrics") or []
-    if not isinstance(table_metrics, list) or not all(isinstance(m, str) for m in table_metrics):
-        raise PipelineError(f"pipeline.table_metrics: expected a list of metric names, got {table_metrics!r}")
+    table_metrics = check_type(raw.get("table_metrics") or [], list[str], "pipeline.table_metrics",
+                               "a list of metric names")
     run_dir = run_dir if run_dir is not None else raw.get("run_dir")
     if not run_dir:
         raise PipelineError("pipeline.run_dir: required (or pass --run-dir)")
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int):
-        raise PipelineError(f"pipeline.seed: expected an int, got {seed!r}")
-    overrides = raw.get("overrides") or []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise PipelineError(f"pipeline.overrides: expected a list of command-line arguments, got {overrides!r}")
-    if not isinstance(raw["stages"], list):
-        raise PipelineError("pipeline.stages: expected a list of stages")
+    seed = check_type(raw.get("seed", 0), int, "pipeline.seed")
+    overrides = check_type(raw.get("overrides") or [], list[str], "pipeline.overrides",
+                           "a list of command-line arguments")
+    check_type(raw["stages"], list, "pipeline.stages", "a list of stages")
     base = path.parent.resolve() if path is not None else None
     stages = validate([parse_stage(r, i, base) for i, r in enumerate(expand(raw["stages"]))])
     return PipelineSpec(Path(run_dir), seed, stages, list(overrides), raw.get("target_metric"), path,

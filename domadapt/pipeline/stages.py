@@ -3,8 +3,9 @@ returns the record that goes into ``DONE.json`` (``outputs`` with paths relative
 ``metrics``, and type-specific facts).
 
 * ``fit`` — ``domadapt fit`` through :func:`domadapt.lightning_cli.run_lightning` (``run=False``, so the runner
-  can wrap the target in :class:`~domadapt.pseudo.PseudoLabelled` and load ``init_from`` weights
-  before ``trainer.fit``) with ``--trainer.default_root_dir=<stage dir>``; resumes from
+  can load ``init_from`` weights before ``trainer.fit``; ``inputs.pseudo_labels`` becomes the DataModule's
+  ``pseudo_labels`` argument, a :class:`~domadapt.pseudo.PseudoLabelled` of that folder) with
+  ``--trainer.default_root_dir=<stage dir>``; resumes from
   ``checkpoints/last.ckpt`` when an earlier attempt left one; saves ``final.ckpt`` and runs
   ``trainer.test`` on the final weights.
 * ``test`` / ``evaluate`` — ``trainer.test`` / ``trainer.validate`` of a fit stage's ``final.ckpt``
@@ -20,6 +21,8 @@ returns the record that goes into ``DONE.json`` (``outputs`` with paths relative
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable
@@ -38,6 +41,7 @@ from domadapt.class_path import instantiate
 from domadapt.io import atomic_path
 from domadapt.models.weights import read_state_dict
 from domadapt.pipeline.config import PLACEHOLDER, PipelineError, PipelineSpec, StageSpec
+from domadapt.pipeline.options import parse_options
 from domadapt import fingerprint
 
 FINAL = "final.ckpt"
@@ -78,7 +82,21 @@ def lightning_args(stage: StageSpec, ctx: RunContext, pending: bool = False) -> 
             Path(tmp).write_text(yaml.safe_dump(config, sort_keys=False))
         config = path
     overrides = [_fill(o, stage, ctx, pending) for o in [*ctx.spec.overrides, *stage.overrides, *ctx.cli_overrides]]
-    return ["--config", str(config), f"--seed_everything={ctx.spec.seed}", *overrides]
+    return ["--config", str(config), f"--seed_everything={ctx.spec.seed}", *overrides,
+            *_pseudo_args(stage, ctx, pending)]
+
+
+def _pseudo_args(stage: StageSpec, ctx: RunContext, pending: bool) -> list[str]:
+    """The DataModule's ``pseudo_labels`` argument from ``inputs.pseudo_labels`` (nothing without that input): a
+    :class:`~domadapt.pseudo.PseudoLabelled` of the folder, which must come from the model the stage labelled with."""
+    name = stage.inputs.get("pseudo_labels")
+    if not name:
+        return []
+    init = {"pseudo_dir": _fill(f"{{{{{name}}}}}", stage, ctx, pending), "expect_model_hash": None}
+    if name in ctx.done:
+        init["expect_model_hash"] = ctx.done[ctx.spec.stage(name).model_stage()]["outputs"]["model_sha256"]
+    return ["--data.init_args.pseudo_labels=" + json.dumps({"class_path": "domadapt.pseudo.PseudoLabelled",
+                                                             "init_args": init})]
 
 
 def _fill(arg: str, stage: StageSpec, ctx: RunContext, pending: bool) -> str:
@@ -193,6 +211,12 @@ def _save_final(trainer: pl.Trainer, path: Path) -> None:
         trainer.save_checkpoint(tmp)
 
 
+def stage_options(stage: StageSpec) -> Any:
+    """The typed options of ``stage`` (:mod:`domadapt.pipeline.options`), parsed when it runs: a smoke run may
+    have changed them since the recipe was checked."""
+    return parse_options(stage.type, stage.options, f"stage {stage.name!r}")
+
+
 # ---------------------------------------------------------------------------------------- runners
 def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     d = ctx.stage_dir(stage.name)
@@ -201,14 +225,8 @@ def run_fit(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     model, dm, trainer = cli.model, cli.datamodule, cli.trainer
     resume = resume_checkpoint(d / "checkpoints")  # last.ckpt, or previous.ckpt when last is damaged
     record: dict[str, Any] = {"args": args, "resumed_from": str(resume.relative_to(d)) if resume else None}
-    if stage.inputs.get("pseudo_labels"):
-        from domadapt.pseudo.dataset import PseudoLabelled
-
-        pl_stage = stage.inputs["pseudo_labels"]
-        model_stage = ctx.spec.stage(pl_stage).model_stage()
-        dm.target = PseudoLabelled(dm.target, ctx.artifact(pl_stage),
-                                   expect_model_hash=ctx.done[model_stage]["outputs"]["model_sha256"])
-        record["pseudo_labels"] = str(ctx.artifact(pl_stage))
+    if stage.inputs.get("pseudo_labels"):  # passed to the DataModule by lightning_args
+        record["pseudo_labels"] = str(ctx.artifact(stage.inputs["pseudo_labels"]))
     if stage.inputs.get("init_from") and resume is None:  # a resumed run restores its own weights
         load_weights(model, ctx.artifact(stage.inputs["init_from"]), network_only=True)
         record["init_from"] = str(ctx.artifact(stage.inputs["init_from"]))
@@ -246,17 +264,14 @@ def run_pseudo_label(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     from domadapt.pseudo.generate import generate_pseudo_labels
     from domadapt.pseudo.thresholds import build_strategy
 
-    opts = dict(stage.options)
+    opts = stage_options(stage)
     cli = model_cli(stage, ctx, logger=False)
     ckpt = ctx.artifact(stage.model_stage())
     earlier = [s.name for s in ctx.spec.stages if s.type == "pseudo_label"].index(stage.name)
-    size = opts.get("output_size")
     manifest = generate_pseudo_labels(
-        cli.model, cli.datamodule, ctx.stage_dir(stage.name) / LABELS, build_strategy(opts.get("strategy")),
-        output_size=tuple(size) if size else None, batch_size=int(opts.get("batch_size", 8)), checkpoint=ckpt,
-        round=int(opts.get("round", earlier)), bins=int(opts.get("bins", 1000)), cache=opts.get("cache", "disk"),
-        device="cuda" if torch.cuda.is_available() else "cpu", num_workers=int(opts.get("num_workers", 0)),
-        hflip=bool(opts.get("hflip", False)), progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
+        cli.model, cli.datamodule, ctx.stage_dir(stage.name) / LABELS, build_strategy(opts.strategy),
+        dataclasses.replace(opts, round=earlier if opts.round is None else opts.round), checkpoint=ckpt,
+        device="cuda" if torch.cuda.is_available() else "cpu", progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0",
     )
     precision = manifest.get("precision") or {}
     return {"outputs": {"main": LABELS, "model_sha256": manifest["model"]["sha256"]},
@@ -268,19 +283,17 @@ def run_pseudo_label(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
 def run_translate(stage: StageSpec, ctx: RunContext) -> dict[str, Any]:
     from domadapt.pipeline.translate import translate_dataset  # imported when a translate stage runs
 
-    opts = dict(stage.options)
-    if "dataset" in opts:
-        dataset = instantiate(opts.pop("dataset"), f"stage {stage.name!r}.dataset", PipelineError)
+    opts = stage_options(stage)
+    if opts.dataset is not None:
+        dataset = instantiate(opts.dataset, f"stage {stage.name!r}.dataset", PipelineError)
     else:  # a source of the recipe (the generator stage's by default), with its labels: what BDL translates
         dm = model_cli(stage, ctx, logger=False).datamodule
-        dataset = dm.sources[int(opts.get("source_index", 0))].labelled()
-    opts.pop("source_index", None)
-    if opts.get("size") is not None:
-        opts["size"] = tuple(opts["size"])
+        dataset = dm.sources[opts.source_index].labelled()
+    kwargs = {k: v for k, v in vars(opts).items() if k not in ("dataset", "source_index")}
     d = ctx.stage_dir(stage.name)
     manifest = translate_dataset(ctx.artifact(stage.inputs["generator"]), dataset, d / TRANSLATED,
                                  device="cuda" if torch.cuda.is_available() else "cpu",
-                                 show_progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0", **opts)
+                                 show_progress=os.environ.get("DOMADAPT_PROGRESS", "1") != "0", **kwargs)
     return {"outputs": {"main": TRANSLATED, "manifest": str(Path(manifest).relative_to(d))}, "metrics": {},
             "dataset": dataset.describe()}
 

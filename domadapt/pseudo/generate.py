@@ -35,6 +35,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,25 +176,48 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> list[float | None]:
     return [float(n / d) if d else None for n, d in zip(num.tolist(), den.tolist())]
 
 
+@dataclass(frozen=True)
+class LabelOptions:
+    """How :func:`generate_pseudo_labels` predicts, thresholds and stores the labels.
+
+    Attributes:
+        output_size: ``(H, W)`` at which segmentation labels are generated and stored (BDL: the target
+            training size 512×1024); ``None`` = each image's raw size.
+        batch_size: images per forward.
+        round: self-training round passed to the strategy (progressive thresholds).
+        bins: histogram bins (threshold resolution ``1 / bins``).
+        cache: ``"disk"`` (one forward per image) or ``"recompute"`` (predict again in the writing pass).
+        num_workers: DataLoader workers.
+        hflip: label with the mean probabilities of each image and its horizontal mirror (flip test-time
+            augmentation; a deviation from BDL, which labels single-scale without flip).
+    """
+
+    output_size: tuple[int, int] | None = None
+    batch_size: int = 8
+    round: int = 0
+    bins: int = 1000
+    cache: Literal["disk", "recompute"] = "disk"
+    num_workers: int = 0
+    hflip: bool = False
+
+
 def generate_pseudo_labels(
     model: torch.nn.Module,
     data,
     out_dir: str | Path,
     strategy: ThresholdStrategy | None = None,
+    options: LabelOptions | None = None,
+    *,
     task: Task | None = None,
-    output_size: tuple[int, int] | None = None,
-    batch_size: int = 8,
     checkpoint: str | Path | None = None,
-    round: int = 0,
-    bins: int = 1000,
-    cache: Literal["disk", "recompute"] = "disk",
     device: str | torch.device | None = None,
-    num_workers: int = 0,
-    hflip: bool = False,
     progress: bool = True,
     verbose: bool = True,
 ) -> dict[str, Any]:
     """Predict the target training split and write thresholded pseudo labels with a manifest.
+
+    A statistics pass (:func:`_statistics`: confidence histograms, streaming) fits the thresholds, then a
+    writing pass (:func:`_write_labels`) applies them.
 
     Args:
         model: a :class:`~domadapt.methods.DomainAdaptationModule` (its ``predict_probabilities``) or any
@@ -202,19 +226,11 @@ def generate_pseudo_labels(
             dataset (its own transform).
         out_dir: output folder (see :mod:`domadapt.pseudo.writer` for the layout).
         strategy: thresholds; default BDL's ``ClassPercentile(0.5, cap=0.9)``.
+        options: how labels are made and stored (:class:`LabelOptions`); default its defaults.
         task: ``"segmentation"`` / ``"classification"``; default the dataset's.
-        output_size: ``(H, W)`` at which segmentation labels are generated and stored (BDL: the target
-            training size 512×1024); ``None`` = each image's raw size.
-        batch_size: images per forward.
         checkpoint: a checkpoint to load into ``model`` first (Lightning ``.ckpt`` or a state dict); its
             file hash identifies the model, else the hash of ``model``'s state dict.
-        round: self-training round passed to the strategy (progressive thresholds).
-        bins: histogram bins (threshold resolution ``1 / bins``).
-        cache: ``"disk"`` (one forward per image) or ``"recompute"`` (predict again in pass 2).
         device: where to run; default the model's device.
-        num_workers: DataLoader workers.
-        hflip: label with the mean probabilities of each image and its horizontal mirror (flip test-time
-            augmentation; a deviation from BDL, which labels single-scale without flip).
         progress: show tqdm progress bars.
         verbose: print the per-class summary table.
 
@@ -223,6 +239,7 @@ def generate_pseudo_labels(
     """
     t0 = time.time()
     strategy = strategy if strategy is not None else ClassPercentile()
+    opts = options if options is not None else LabelOptions()
     dataset = _dataset_of(data)
     task = task or dataset.task
     if task != dataset.task:
@@ -242,72 +259,101 @@ def generate_pseudo_labels(
     if task == "segmentation" and k > IGNORE_INDEX:
         raise ValueError(f"generate_pseudo_labels: {k} classes do not fit 8-bit label PNGs (at most {IGNORE_INDEX})")
     _, rank = distributed.world()
-    progress = progress and rank == 0
     out = writer.start(out_dir) if rank == 0 else Path(out_dir)
     distributed.barrier()  # the old set is gone before any process writes
-    work = out / f".work-{uuid.uuid4().hex[:8]}"
     shard = ShardSampler(len(dataset))  # every image alone; this process's share under DDP
-    loader = DataLoader(_PredictView(dataset), batch_size=batch_size, sampler=shard, num_workers=num_workers,
-                        collate_fn=_collate)
-    hist, tally = ConfidenceHistogram(k, bins), _Tally(k)
+    loader = DataLoader(_PredictView(dataset), batch_size=opts.batch_size, sampler=shard,
+                        num_workers=opts.num_workers, collate_fn=_collate)
+    run = _Run(model, loader, task, opts, device, out, out / f".work-{uuid.uuid4().hex[:8]}", progress and rank == 0)
     try:
-        # ---- pass 1: statistics (+ cache)
-        keep: list = []
-        if task == "segmentation" and cache == "disk":
-            work.mkdir()
-        for i, pred, q, gt, raw_hw in _predict(model, loader, task, output_size, device, "pseudo-labels 1/2", progress,
-                                                   hflip):
-            if task != "segmentation":  # (N,) scalars: counted once after the pass
-                keep.append((int(i), int(pred), int(q), gt))
-                continue
-            hist.update(torch.from_numpy(pred), torch.from_numpy(q / QUANT))
-            if cache == "disk":
-                arrays = {"pred": pred.astype(np.uint8), "q": q.astype(np.uint16), "raw_hw": np.asarray(raw_hw)}
-                if gt is not None:
-                    arrays["gt"] = gt.astype(np.uint8)
-                np.savez(work / f"{i}.npz", **arrays)
-        if task == "segmentation":
-            hist.all_reduce()
-        else:  # every process gets every (index, pred, conf, gt) row, in dataset order
-            keep = sorted(distributed.gather_lists(keep), key=lambda row: row[0])
-            keep = [row[1:] for row in keep]
-            if keep:
-                hist.update(torch.tensor([p for p, _, _ in keep]), torch.tensor([q for _, q, _ in keep]) / QUANT)
-        thresholds = strategy.fit(hist, round=round)  # (K,)
-        # ---- pass 2: apply thresholds, write
-        if task == "segmentation":
-            for i, pred, q, gt, raw_hw in _second_pass(model, loader, output_size, device, work, cache, list(shard),
-                                                       progress, hflip):
-                label = pred.astype(np.uint8).copy()
-                label[q / QUANT < thresholds[pred]] = IGNORE_INDEX
-                write_png(writer.label_path(out, names[i]), label)
-                if gt is not None and label.shape != gt.shape:  # compare at the raw size, as training reads it
-                    h, w = gt.shape
-                    label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
-                    pred = cv2.resize(pred.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-                tally.add(np.asarray(pred), label, gt)
-            tally.all_reduce()
-        else:
-            pred = np.array([p for p, _, _ in keep], np.int64)
-            conf = np.array([q for _, q, _ in keep], np.float64) / QUANT
-            label = np.where(conf >= thresholds[pred], pred, IGNORE_INDEX)
-            gts = [g for _, _, g in keep]
-            gt = None if all(g is None for g in gts) else np.array([IGNORE_INDEX if g is None else g for g in gts])
-            tally.add(pred, label, gt)
-            if rank == 0:
-                writer.write_table(out, label, conf)
+        hist, rows = _statistics(run, k)
+        thresholds = strategy.fit(hist, round=opts.round)  # (K,)
+        tally = _write_labels(run, thresholds, rows, list(shard), names, k, rank == 0)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run.work, ignore_errors=True)
         model.to(model_device).train(was_training)
 
-    manifest = _manifest(task, classes, k, dataset, model_info, strategy, round, thresholds, hist, tally,
-                         output_size, cache, hflip, time.time() - t0)
+    manifest = _manifest(task, classes, k, dataset, model_info, strategy, opts, thresholds, hist, tally,
+                         time.time() - t0)
     distributed.barrier()  # every label file is written
     manifest = writer.finish(out, manifest) if rank == 0 else {"format": writer.FORMAT, **manifest}
     distributed.barrier()  # the set is finished when any process returns
     if verbose and rank == 0:
         print(summary_table(manifest))
     return manifest
+
+
+@dataclass
+class _Run:
+    """What both passes share: the model and loader of this process's images, the output and cache folders."""
+
+    model: torch.nn.Module
+    loader: DataLoader
+    task: str
+    options: LabelOptions
+    device: torch.device
+    out: Path
+    work: Path
+    progress: bool
+
+    def predict(self, desc: str) -> Iterator[tuple]:
+        return _predict(self.model, self.loader, self.task, self.options.output_size, self.device, desc,
+                        self.progress, self.options.hflip)
+
+
+def _statistics(run: _Run, k: int) -> tuple[ConfidenceHistogram, list[tuple]]:
+    """Pass 1: predict every image and count per-class confidences (summed over DDP processes).
+
+    Segmentation streams: each prediction is counted, cached to ``run.work`` (``cache="disk"``) and dropped.
+    Classification returns the ``(pred, q, gt)`` rows of every image, in dataset order (a few bytes each).
+    """
+    hist, rows = ConfidenceHistogram(k, run.options.bins), []
+    segmentation, cache = run.task == "segmentation", run.options.cache == "disk"
+    if segmentation and cache:
+        run.work.mkdir()
+    for i, pred, q, gt, raw_hw in run.predict("pseudo-labels 1/2"):
+        if not segmentation:  # (N,) scalars: counted once after the pass
+            rows.append((int(i), int(pred), int(q), gt))
+            continue
+        hist.update(torch.from_numpy(pred), torch.from_numpy(q / QUANT))
+        if cache:
+            arrays = {"pred": pred.astype(np.uint8), "q": q.astype(np.uint16), "raw_hw": np.asarray(raw_hw)}
+            if gt is not None:
+                arrays["gt"] = gt.astype(np.uint8)
+            np.savez(run.work / f"{i}.npz", **arrays)
+    if segmentation:
+        return hist.all_reduce(), []
+    rows = [row[1:] for row in sorted(distributed.gather_lists(rows), key=lambda row: row[0])]  # every process's
+    if rows:
+        hist.update(torch.tensor([p for p, _, _ in rows]), torch.tensor([q for _, q, _ in rows]) / QUANT)
+    return hist, rows
+
+
+def _write_labels(run: _Run, thresholds: np.ndarray, rows: list[tuple], indices: list[int], names: list[str],
+                  k: int, main: bool) -> _Tally:
+    """Pass 2: ``label[p < thr[label]] = 255``, written per image (segmentation, this process's shard) or as one
+    table (classification, by the ``main`` process); returns the counts summed over processes."""
+    tally = _Tally(k)
+    if run.task != "segmentation":
+        pred = np.array([p for p, _, _ in rows], np.int64)
+        conf = np.array([q for _, q, _ in rows], np.float64) / QUANT
+        label = np.where(conf >= thresholds[pred], pred, IGNORE_INDEX)
+        gts = [g for _, _, g in rows]
+        tally.add(pred, label, None if all(g is None for g in gts) else
+                  np.array([IGNORE_INDEX if g is None else g for g in gts]))
+        if main:
+            writer.write_table(run.out, label, conf)
+        return tally
+    for i, pred, q, gt, raw_hw in _second_pass(run, indices):
+        label = pred.astype(np.uint8).copy()
+        label[q / QUANT < thresholds[pred]] = IGNORE_INDEX
+        write_png(writer.label_path(run.out, names[i]), label)
+        if gt is not None and label.shape != gt.shape:  # compare at the raw size, as training reads it
+            h, w = gt.shape
+            label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+            pred = cv2.resize(pred.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        tally.add(np.asarray(pred), label, gt)
+    return tally.all_reduce()
 
 
 def _dataset_of(data) -> DomainDataset:
@@ -321,31 +367,30 @@ def _dataset_of(data) -> DomainDataset:
                     f"{type(data).__name__}")
 
 
-def _second_pass(model, loader, output_size, device, work: Path, cache: str, indices: list[int],
-                 progress: bool, hflip: bool) -> Iterator:
-    if cache == "recompute":
-        yield from _predict(model, loader, "segmentation", output_size, device, "pseudo-labels 2/2", progress, hflip)
+def _second_pass(run: _Run, indices: list[int]) -> Iterator[tuple]:
+    if run.options.cache == "recompute":
+        yield from run.predict("pseudo-labels 2/2")
         return
-    for i in tqdm(indices, desc="pseudo-labels 2/2", disable=not progress, leave=False):
-        with np.load(work / f"{i}.npz") as z:
+    for i in tqdm(indices, desc="pseudo-labels 2/2", disable=not run.progress, leave=False):
+        with np.load(run.work / f"{i}.npz") as z:
             yield i, z["pred"].astype(np.int64), z["q"].astype(np.int64), (z["gt"] if "gt" in z else None), \
                 tuple(z["raw_hw"])
 
 
-def _manifest(task, classes, k, dataset, model_info, strategy, round, thresholds, hist, tally, output_size, cache,
-              hflip, seconds) -> dict[str, Any]:
+def _manifest(task, classes, k, dataset, model_info, strategy, opts: LabelOptions, thresholds, hist, tally,
+              seconds) -> dict[str, Any]:
     names = list(classes) if len(classes) == k else [str(c) for c in range(k)]
     never = [names[c] for c in range(k) if hist.class_counts[c] == 0]
     unit = "pixels" if task == "segmentation" else "samples"
     total = int(tally.predicted.sum())
     manifest = {
-        "task": task, "classes": names, "model": model_info, "strategy": strategy.describe(round),
+        "task": task, "classes": names, "model": model_info, "strategy": strategy.describe(opts.round),
         "thresholds": [float(t) for t in thresholds], "never_predicted": never, "bins": hist.bins,
-        "images": writer.image_list(dataset), "output_size": list(output_size) if output_size else None,
+        "images": writer.image_list(dataset), "output_size": list(opts.output_size) if opts.output_size else None,
         "unit": unit, "predicted": tally.predicted.tolist(),
         "kept_ratio": {"overall": float(tally.kept.sum() / total) if total else 0.0,
                        "per_class": _ratio(tally.kept, tally.predicted)},
-        "precision": None, "cache": cache, "hflip": bool(hflip), "seconds": round_(seconds),
+        "precision": None, "cache": opts.cache, "hflip": bool(opts.hflip), "seconds": round_(seconds),
     }
     if tally.has_gt:  # diagnostics only
         manifest["precision"] = {

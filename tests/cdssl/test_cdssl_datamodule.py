@@ -3,6 +3,8 @@ rarest-class sampling labels for segmentation, and the fallback to the plain two
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -22,9 +24,9 @@ def module(tmp_path, task="classification", **kw) -> SelfTrainingDataModule:
     src = random_domain(task, 48, 0, size=(16, 16))
     raw_target = random_domain(task, 64, 1, shift=30, size=(16, 16))
     labels = PSEUDO if task == "classification" else np.stack([np.full((16, 16), c, np.uint8) for c in PSEUDO])
-    target = PseudoLabelled(raw_target, write_pseudo_set(raw_target, labels, tmp_path / "pl"))
+    pseudo = functools.partial(PseudoLabelled, pseudo_dir=write_pseudo_set(raw_target, labels, tmp_path / "pl"))
     kw.setdefault("train_transform", Augment(mean=(0.5,) * 3, std=(0.5,) * 3))
-    return SelfTrainingDataModule(src, target, batch_size=6, target_batch_size=2, **kw)
+    return SelfTrainingDataModule(src, raw_target, batch_size=6, target_batch_size=2, pseudo_labels=pseudo, **kw)
 
 
 def test_mixed_loader_splits_batches_by_domain_at_ratio_rho(tmp_path):

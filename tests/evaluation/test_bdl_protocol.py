@@ -29,7 +29,7 @@ from domadapt.data import Augment, Cityscapes
 from domadapt.data.transforms import CAFFE_MEAN, CAFFE_STD
 from domadapt.methods import SourceOnly
 from domadapt.models import DeepLabV2
-from domadapt.pseudo.generate import generate_pseudo_labels
+from domadapt.pseudo.generate import LabelOptions, generate_pseudo_labels
 from domadapt.pseudo.thresholds import GlobalThreshold
 from tests.evaluation.test_eval_inference import upsample_align_corners
 
@@ -114,7 +114,7 @@ def test_validation_scores_what_the_released_evaluation_scores(frame_root, model
 
 def test_pseudo_labels_are_what_the_released_ssl_step_predicts(frame_root, model, tmp_path):
     data = Cityscapes(root=str(frame_root), split="val", transform=eval_transform())
-    generate_pseudo_labels(model, data, tmp_path / "pl", GlobalThreshold(0.0), output_size=INPUT,
+    generate_pseudo_labels(model, data, tmp_path / "pl", GlobalThreshold(0.0), LabelOptions(output_size=INPUT),
                            progress=False, verbose=False)
     written = np.asarray(Image.open(next((tmp_path / "pl").rglob("*.png"))))
     released = released_probabilities(model, frame_root / "leftImg8bit" / "val" / f"{FRAME}_leftImg8bit.png",

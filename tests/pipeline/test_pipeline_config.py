@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import yaml
 
 from domadapt.cli import main
 from domadapt.pipeline.config import STAGE_TYPES, PipelineError, expand, load_pipeline
+from domadapt.pipeline.options import PseudoLabelOptions, TranslateOptions, parse_options
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes/toycity/output_adversarial.yaml")
@@ -44,6 +47,18 @@ FIT = {"name": "fit1", "type": "fit", "config": RECIPE}
     ([FIT, {"name": "tr", "type": "translate"}], "stage 'tr' \\(translate\\): `inputs.generator` .* is required"),
     ([FIT, {"name": "tr", "type": "translate", "inputs": {"generator": "fit1"}, "scale": 2}],
      "stage 'tr': unknown key 'scale' for a translate stage"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "batchsize": 4}], "unknown key 'batchsize' .*did you mean 'batch_size'"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "batch_size": "eight"}],
+     "stage 'pl'.batch_size: expected an int, got 'eight'"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "hflip": 1}], "stage 'pl'.hflip: expected true or false, got 1"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "cache": "ram"}],
+     "stage 'pl'.cache: expected one of disk, recompute, got 'ram'"),
+    ([FIT, {"name": "pl", "type": "pseudo_label", "output_size": [512]}],
+     "stage 'pl'.output_size: expected a list of 2 ints or null, got \\[512\\]"),
+    ([FIT, {"name": "tr", "type": "translate", "inputs": {"generator": "fit1"}, "direction": "up"}],
+     "stage 'tr'.direction: expected one of a2b, b2a, got 'up'"),
+    ([{**FIT, "overrides": "--x=1"}], "stage 'fit1'.overrides: expected a list of command-line arguments, got '--x=1'"),
+    ([{**FIT, "inputs": ["a"]}], "stage 'fit1'.inputs: expected a mapping of input name -> stage name"),
 ])
 def test_invalid_pipelines_fail_before_running(stages, match):
     with pytest.raises(PipelineError, match=match) as e:
@@ -61,6 +76,24 @@ def test_defaults_model_stage_and_accepts_every_type():
     assert set(STAGE_TYPES) == {s.type for s in spec.stages}
     assert spec.stage("pl").inputs["model"] == "fit1" and spec.stage("t").inputs["model"] == "fit2"
     assert spec.stage("tr").options == {"batch_size": 2}
+
+
+def test_options_are_typed_and_round_text_from_repeat_is_an_int():
+    opts = parse_options("pseudo_label", {"round": "2", "output_size": [4, 8], "hflip": True}, "stage 'pl'")
+    assert opts == PseudoLabelOptions(round=2, output_size=(4, 8), hflip=True)
+    assert parse_options("translate", {}, "stage 'tr'") == TranslateOptions()
+    spec = load_pipeline(pipeline({**FIT, "name": "m0"}, {"repeat": 2, "stages": [
+        {"name": "pl{i}", "type": "pseudo_label", "inputs": {"model": "m{prev}"}, "round": "{prev}"},
+        {**FIT, "name": "m{i}", "inputs": {"pseudo_labels": "pl{i}"}}]}))
+    assert spec.stage("pl2").options == {"round": "1"}  # the record (fingerprint) keeps the recipe's text
+
+
+def test_translate_option_defaults_are_translate_datasets():
+    from domadapt.pipeline.translate import translate_dataset
+
+    params = inspect.signature(translate_dataset).parameters
+    shared = [f for f in dataclasses.fields(TranslateOptions) if f.name in params and f.name != "dataset"]
+    assert len(shared) == 6 and all(f.default == params[f.name].default for f in shared)
 
 
 def test_repeat_expands_rounds():

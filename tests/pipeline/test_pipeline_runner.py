@@ -93,6 +93,8 @@ def test_self_training_stage_reads_pseudo_labels_and_init_from(tmp_path):
     run_pipeline(spec)
     st = done(run_dir, "st")
     assert st["pseudo_labels"].endswith("pl/pseudo_labels") and st["init_from"].endswith("adapt/final.ckpt")
+    model_hash = done(run_dir, "adapt")["outputs"]["model_sha256"]  # the DataModule's pseudo_labels argument
+    assert any(a.startswith("--data.init_args.pseudo_labels=") and model_hash in a for a in st["args"])
     logs = (run_dir / "st" / "logs").glob("*/metrics.csv")
     assert any("train/loss_pseudo" in p.read_text().splitlines()[0] for p in logs)  # CE on the target labels
     a = torch.load(run_dir / "adapt/final.ckpt", weights_only=False)["state_dict"]

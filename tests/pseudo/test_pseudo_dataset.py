@@ -12,7 +12,7 @@ from domadapt.data.datamodule import DomainAdaptationDataModule
 from domadapt.data.transforms import Augment
 from domadapt.io import DataError, read_index_png
 from domadapt.pseudo.dataset import PseudoLabelled
-from domadapt.pseudo.generate import generate_pseudo_labels
+from domadapt.pseudo.generate import LabelOptions, generate_pseudo_labels
 from domadapt.pseudo.thresholds import GlobalThreshold
 
 from pseudo_fakes import FixedCls, FixedSeg, cls_dataset, seg_dataset
@@ -21,7 +21,7 @@ from pseudo_fakes import FixedCls, FixedSeg, cls_dataset, seg_dataset
 @pytest.fixture
 def seg_set(tmp_path):
     ds = seg_dataset(n=4, name="tgt")
-    manifest = generate_pseudo_labels(FixedSeg(), ds, tmp_path / "pl", GlobalThreshold(0.7), output_size=(6, 8),
+    manifest = generate_pseudo_labels(FixedSeg(), ds, tmp_path / "pl", GlobalThreshold(0.7), LabelOptions(output_size=(6, 8)),
                                       progress=False, verbose=False)
     return ds, tmp_path / "pl", manifest
 

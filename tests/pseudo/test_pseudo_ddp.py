@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from domadapt.pseudo.generate import generate_pseudo_labels
+from domadapt.pseudo.generate import LabelOptions, generate_pseudo_labels
 from domadapt.pseudo.thresholds import ClassPercentile
 
 from pseudo_fakes import FixedCls, FixedSeg, cls_dataset, seg_dataset
@@ -43,7 +43,7 @@ def _generate(case: str, out: Path) -> tuple[dict, int]:
     """The manifest and the number of images the model forwarded."""
     make_model, make_data, make_strategy, cache = CASES[case]
     model = make_model()
-    manifest = generate_pseudo_labels(model, make_data(), out, make_strategy(), batch_size=2, cache=cache,
+    manifest = generate_pseudo_labels(model, make_data(), out, make_strategy(), LabelOptions(batch_size=2, cache=cache),
                                       progress=False, verbose=False)
     return manifest, model.seen
 

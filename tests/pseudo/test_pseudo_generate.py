@@ -13,7 +13,7 @@ from PIL import Image
 from domadapt.data.datamodule import DomainAdaptationDataModule
 from domadapt.data.transforms import Augment
 from domadapt.io import read_index_png, write_png
-from domadapt.pseudo.generate import QUANT, generate_pseudo_labels
+from domadapt.pseudo.generate import QUANT, LabelOptions, generate_pseudo_labels
 from domadapt.pseudo.thresholds import ClassPercentile, GlobalThreshold
 from domadapt.fingerprint import file_sha256, state_sha256
 
@@ -27,7 +27,8 @@ def quantized(conf: np.ndarray) -> np.ndarray:
 def test_segmentation_labels_thresholds_and_manifest(tmp_path, capsys):
     ds, model = seg_dataset(), FixedSeg()
     out = tmp_path / "pl"
-    manifest = generate_pseudo_labels(model, ds, out, ClassPercentile(0.5, cap=0.9), batch_size=4, progress=False)
+    manifest = generate_pseudo_labels(model, ds, out, ClassPercentile(0.5, cap=0.9), LabelOptions(batch_size=4),
+                                      progress=False)
     pred, conf = reference_predictions(model, ds)  # (N, H, W)
     q = quantized(conf)
     thr = np.asarray(manifest["thresholds"])
@@ -72,10 +73,10 @@ def test_never_predicted_class_gets_threshold_zero_and_is_reported(tmp_path, cap
 
 def test_recompute_equals_disk_cache_and_output_size(tmp_path):
     ds, model = seg_dataset(n=3), FixedSeg()
-    a = generate_pseudo_labels(model, ds, tmp_path / "a", GlobalThreshold(0.8), output_size=(24, 32),
-                               cache="disk", progress=False, verbose=False)
-    b = generate_pseudo_labels(model, ds, tmp_path / "b", GlobalThreshold(0.8), output_size=(24, 32),
-                               cache="recompute", progress=False, verbose=False)
+    a = generate_pseudo_labels(model, ds, tmp_path / "a", GlobalThreshold(0.8),
+                               LabelOptions(output_size=(24, 32), cache="disk"), progress=False, verbose=False)
+    b = generate_pseudo_labels(model, ds, tmp_path / "b", GlobalThreshold(0.8),
+                               LabelOptions(output_size=(24, 32), cache="recompute"), progress=False, verbose=False)
     assert a["kept_ratio"] == b["kept_ratio"] and a["output_size"] == [24, 32]
     for i in range(3):
         la, lb = (read_index_png(tmp_path / d / "labels" / f"{i:06d}.png") for d in ("a", "b"))
@@ -100,7 +101,7 @@ def test_datamodule_uses_target_with_eval_transform_and_checkpoint_hash(tmp_path
 
 def test_classification_table(tmp_path):
     ds, model = cls_dataset(), FixedCls()
-    m = generate_pseudo_labels(model, ds, tmp_path, ClassPercentile(0.5, cap=None), batch_size=16, progress=False,
+    m = generate_pseudo_labels(model, ds, tmp_path, ClassPercentile(0.5, cap=None), LabelOptions(batch_size=16), progress=False,
                                verbose=False)
     pred, conf = reference_predictions(model, ds)
     thr = np.asarray(m["thresholds"])
@@ -162,7 +163,7 @@ class _SideSeg(torch.nn.Module):
 
 def test_hflip_labels_with_the_mean_of_image_and_mirror_probabilities(tmp_path):
     ds, model = seg_dataset(n=3), _SideSeg()
-    m = generate_pseudo_labels(model, ds, tmp_path / "f", GlobalThreshold(0.6), hflip=True, progress=False,
+    m = generate_pseudo_labels(model, ds, tmp_path / "f", GlobalThreshold(0.6), LabelOptions(hflip=True), progress=False,
                                verbose=False)
     x = torch.from_numpy(ds.images).permute(0, 3, 1, 2).double() / 255
     with torch.no_grad():
