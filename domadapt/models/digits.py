@@ -1,8 +1,10 @@
 """A LeNet-size CNN for 32x32 digits (MNIST / SVHN / USPS-style embedded datasets).
 
-Small enough to train on a laptop CPU in seconds, which is what the embedded datasets and the
-quick-start recipes need; the layout follows the LeNet variants of the early DA papers
-(two 5x5 conv/pool stages, one hidden fully-connected layer).
+Small enough to train on a laptop CPU in seconds; the layout follows the LeNet variants of the early DA papers
+(two 5x5 conv/pool stages, one hidden fully-connected layer) with BatchNorm. The single-source digits recipes train
+:class:`~domadapt.models.LeNet` instead: trained on source batches alone, DigitsNet normalises target images with
+source statistics and its source-only baseline is weak (README, "Why LeNet and not DigitsNet"). The CDSSL digits
+recipe and the static twin of DRT's :class:`~domadapt.models.DynamicDigitsNet` use it.
 """
 
 from __future__ import annotations

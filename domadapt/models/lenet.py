@@ -3,8 +3,8 @@
 Ganin & Lempitsky's MNIST -> MNIST-M network ("Unsupervised Domain Adaptation by Backpropagation", §4, Fig. 2 of the
 supplementary material; the same layer stack in DANN's JMLR version): two 5x5 convolution / 2x2 max-pool stages with
 32 and 48 channels, then two fully connected layers of 100 units and the classifier; ReLU everywhere, no batch
-normalisation, no dropout. It is the honest baseline network for the embedded digits benchmark (a source-only LeNet
-reaches about 51 % on digits-photo, where :class:`~domadapt.models.DigitsNet` stays near 36 %).
+normalisation, no dropout. It is the network of the single-source digits recipes and an honest baseline (a
+source-only LeNet reaches about 53 % on digits-photo, where :class:`~domadapt.models.DigitsNet` stays near 35 %).
 """
 
 from __future__ import annotations
