@@ -4,8 +4,8 @@ A domain discriminator on features behind a gradient-reversal layer:
 ``L = CE(y_s) + w * BCE(D(R_λ(f)), domain)``, ``λ(p) = max(min_coeff, max_coeff (2/(1+e^{-γp}) - 1))``.
 The discriminator is an MLP, by default without BatchNorm (with DigitsNet a BN discriminator separated
 the domains by batch statistics and stopped aligning within small budgets; ``batch_norm=True`` gives
-Transfer-Learning-Library's BN discriminator, which BatchNorm-free networks such as LeNet need); its accuracy is logged as
-``train/discriminator_accuracy`` — near 100 % means the features are not being aligned.
+Transfer-Learning-Library's BN discriminator, which BatchNorm-free networks such as LeNet need); its
+accuracy is logged as ``train/discriminator_accuracy`` — near 100 % means the features are not being aligned.
 """
 
 from __future__ import annotations
