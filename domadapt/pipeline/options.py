@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from domadapt.pseudo.generate import LabelOptions
+from domadapt.pseudo.options import LabelOptions
 
 COMMON_KEYS = ("name", "type", "config", "overrides", "inputs")
 
@@ -30,7 +30,7 @@ class NoOptions:
 
 @dataclass(frozen=True)
 class PseudoLabelOptions(LabelOptions):
-    """Options of a ``pseudo_label`` stage: the :class:`~domadapt.pseudo.generate.LabelOptions` of
+    """Options of a ``pseudo_label`` stage: the :class:`~domadapt.pseudo.options.LabelOptions` of
     :func:`~domadapt.pseudo.generate.generate_pseudo_labels` and its threshold strategy.
 
     Attributes:

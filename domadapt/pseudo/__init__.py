@@ -11,7 +11,7 @@ _NAMES = {
     "ThresholdStrategy": "thresholds", "GlobalThreshold": "thresholds", "ClassPercentile": "thresholds",
     "ProgressiveThreshold": "thresholds", "STRATEGIES": "thresholds", "build_strategy": "thresholds",
     "PseudoLabelled": "dataset", "generate_pseudo_labels": "generate", "summary_table": "generate",
-    "LabelOptions": "generate",
+    "LabelOptions": "options",
     "read_manifest": "writer",
 }
 __all__ = sorted(_NAMES)

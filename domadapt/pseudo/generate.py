@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
@@ -54,6 +54,7 @@ from domadapt.evaluation.reports import format_table
 from domadapt.io import write_png
 from domadapt import fingerprint
 from domadapt.pseudo import writer
+from domadapt.pseudo.options import LabelOptions
 from domadapt.pseudo.stats import ConfidenceHistogram
 from domadapt.pseudo.thresholds import ClassPercentile, ThresholdStrategy
 from domadapt.structures import IGNORE_INDEX, NetOutput, Task
@@ -174,31 +175,6 @@ class _Tally:
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> list[float | None]:
     return [float(n / d) if d else None for n, d in zip(num.tolist(), den.tolist())]
-
-
-@dataclass(frozen=True)
-class LabelOptions:
-    """How :func:`generate_pseudo_labels` predicts, thresholds and stores the labels.
-
-    Attributes:
-        output_size: ``(H, W)`` at which segmentation labels are generated and stored (BDL: the target
-            training size 512×1024); ``None`` = each image's raw size.
-        batch_size: images per forward.
-        round: self-training round passed to the strategy (progressive thresholds).
-        bins: histogram bins (threshold resolution ``1 / bins``).
-        cache: ``"disk"`` (one forward per image) or ``"recompute"`` (predict again in the writing pass).
-        num_workers: DataLoader workers.
-        hflip: label with the mean probabilities of each image and its horizontal mirror (flip test-time
-            augmentation; a deviation from BDL, which labels single-scale without flip).
-    """
-
-    output_size: tuple[int, int] | None = None
-    batch_size: int = 8
-    round: int = 0
-    bins: int = 1000
-    cache: Literal["disk", "recompute"] = "disk"
-    num_workers: int = 0
-    hflip: bool = False
 
 
 def generate_pseudo_labels(
