@@ -1,4 +1,5 @@
-"""Small reusable modules: gradient reversal, domain discriminators, dynamic convolutions (DRT, DCD)."""
+"""Small reusable modules: gradient reversal, domain discriminators, dynamic convolutions (DRT, DCD), cross-domain
+mixing and strong augmentation (DACS)."""
 
 from domadapt.layers.dcd_conv import DCDConv2d
 from domadapt.layers.discriminators import FCDiscriminator, MLPDiscriminator
@@ -10,6 +11,8 @@ from domadapt.layers.grl import (
     grl_coefficient,
     reverse_gradient,
 )
+from domadapt.layers.mixing import class_mix_masks, cut_mix_masks, mix, source_share
+from domadapt.layers.strong_augment import StrongAugment
 
 __all__ = [
     "CoeffSchedule",
@@ -19,7 +22,12 @@ __all__ = [
     "GradientReversal",
     "GradientReversalFunction",
     "MLPDiscriminator",
+    "StrongAugment",
     "annealed_temperature",
+    "class_mix_masks",
+    "cut_mix_masks",
     "grl_coefficient",
+    "mix",
     "reverse_gradient",
+    "source_share",
 ]

@@ -14,6 +14,7 @@ from domadapt.methods.alignment import FeatureAlignment
 from domadapt.methods.base import DomainAdaptationModule
 from domadapt.methods.cdan import CDAN
 from domadapt.methods.cdssl import CDSSL
+from domadapt.methods.dacs import DACS
 from domadapt.methods.dann import DANN
 from domadapt.methods.drt import DRT
 from domadapt.methods.mcd import MCD
@@ -25,5 +26,5 @@ METHODS: dict[str, type[DomainAdaptationModule]] = package_subclasses(DomainAdap
 TRANSLATORS: dict[str, type[pl.LightningModule]] = package_subclasses(
     pl.LightningModule, __name__, lambda cls: not issubclass(cls, DomainAdaptationModule))
 
-__all__ = ["METHODS", "TRANSLATORS", "AdvEnt", "CDAN", "CDSSL", "DANN", "DRT", "DomainAdaptationModule",
+__all__ = ["METHODS", "TRANSLATORS", "AdvEnt", "CDAN", "CDSSL", "DACS", "DANN", "DRT", "DomainAdaptationModule",
            "FeatureAlignment", "MCD", "OutputSpaceAdversarial", "SourceOnly", "Translation"]

@@ -120,8 +120,10 @@ class CDSSL(DomainAdaptationModule):
         self.log_train("train/target_share", n_t / max(n_s + n_t, 1), batch_size=n_s + n_t, on_step=False)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the teacher's EMA step — inside the iteration, so that the checkpoint Lightning
+        writes at its end (callbacks' ``on_train_batch_end`` run before the module's) holds the updated teacher."""
+        super().optimizer_step(*args, **kwargs)
         if self.teacher is not None:
             self.teacher.update(self.net)
 

@@ -1,0 +1,188 @@
+"""DACS: domain adaptation via cross-domain mixed sampling (Tranheden et al., WACV 2021), for segmentation and
+classification.
+
+Per batch (automatic optimisation), with the student ``f``, its EMA teacher ``g`` (:class:`~domadapt.pseudo.ema.EMATeacher`,
+``θ_g ← α θ_g + (1 − α) θ_f`` after every step, ``α = 0.99``) and a mask ``M`` (1 = source pixel,
+:mod:`domadapt.layers.mixing`)::
+
+    p = softmax(g(x_t)),  ŷ_t = argmax p,  c = max p                    (teacher on the plain target image)
+    x_m = A(M · x_s + (1 − M) · x_t)                                 (A = strong augmentation, StrongAugment)
+    L = CE(f(A_s(x_s)), y_s) + w(p) · mean_i [ M_i · CE(f(x_m)_i, y_s,i) + (1 − M_i) · q_i · CE(f(x_m)_i, ŷ_t,i) ]
+
+``i`` runs over pixels (segmentation, ``M_i`` in {0, 1}) or samples (classification, ``M_i`` the share of the image
+inside the pasted box); ``A_s`` is the identity unless ``source_augment``. The target confidence weight ``q``:
+
+* ``weighting="quality"`` (DACS's ``threshold_uniform``, its default): one number per batch, the share of target
+  pixels/samples with ``c ≥ τ`` (``τ = 0.968``);
+* ``"threshold"``: ``q_i = [c_i ≥ τ]`` per pixel/sample;
+* ``"none"``: ``q_i = 1``.
+
+Masks: ``mix="class"`` is DACS's ClassMix (half of the classes of each source label map), ``"cut"`` a random box per
+image (CutMix; the only mask classification has), ``"none"`` no mixing (``M = 0``: FixMatch-style self-training with
+the teacher), ``"auto"`` = class for segmentation, cut for classification. The pseudo label of an ignored source
+pixel (255) stays ignored. DACS's released code forwards the source batch and the mixed batch separately (two
+forwards, one backward), as here; its teacher runs in train mode, ours in eval mode (no BatchNorm statistics from
+target batches; the same for networks without BatchNorm or with frozen BatchNorm, as DACS's DeepLabV2).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from domadapt.evaluation.pictures import normalisation_of
+from domadapt.layers.mixing import class_mix_masks, cut_mix_masks, mix, source_share
+from domadapt.layers.strong_augment import StrongAugment
+from domadapt.methods.base import DomainAdaptationModule, datamodule_of
+from domadapt.pseudo.ema import EMATeacher
+from domadapt.structures import IGNORE_INDEX
+
+Weighting = Literal["quality", "threshold", "none"]
+MixMask = Literal["auto", "class", "cut", "none"]
+
+
+class DACS(DomainAdaptationModule):
+    """Cross-domain mixed sampling with an EMA teacher (see the module docstring for the objective).
+
+    Args:
+        net: the network (classification or segmentation).
+        ema_decay: ``α`` of the teacher (DACS: 0.99).
+        threshold: ``τ`` of the confidence weight (DACS: 0.968).
+        weighting: ``"quality"``, ``"threshold"`` or ``"none"`` (module docstring).
+        mix: ``"auto"``, ``"class"``, ``"cut"`` or ``"none"`` (module docstring).
+        jitter, hue, jitter_p, blur_p, channel_shuffle_p, invert_p: the strong augmentation of mixed images
+            (:class:`~domadapt.layers.strong_augment.StrongAugment`; DACS: 0.25, 0.25, 0.8, 0.5, 0, 0).
+        source_augment: also strongly augment the source images of the supervised term (not in DACS).
+        input_mean, input_std: the images' normalisation, undone around the colour operations; ``None`` = read from
+            the DataModule's target training set at the start of training (``(0, 1)`` if it has none).
+        eval_with: which network validation, test, prediction and export use.
+        **kwargs: :class:`DomainAdaptationModule` arguments; ``adaptation_weight`` / ``adaptation_schedule`` weight
+            the mixed term (DACS: 1, constant).
+    """
+
+    def __init__(self, net: nn.Module, ema_decay: float = 0.99, threshold: float = 0.968,
+                 weighting: Weighting = "quality", mix: MixMask = "auto", jitter: float = 0.25, hue: float = 0.25,
+                 jitter_p: float = 0.8, blur_p: float = 0.5, channel_shuffle_p: float = 0.0, invert_p: float = 0.0,
+                 source_augment: bool = False, input_mean: tuple[float, float, float] | None = None,
+                 input_std: tuple[float, float, float] | None = None,
+                 eval_with: Literal["student", "teacher"] = "student", **kwargs) -> None:
+        for name, value, allowed in (("weighting", weighting, ("quality", "threshold", "none")),
+                                     ("mix", mix, ("auto", "class", "cut", "none")),
+                                     ("eval_with", eval_with, ("student", "teacher"))):
+            if value not in allowed:
+                raise ValueError(f"DACS.{name}: expected one of {allowed}, got {value!r}")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"DACS.threshold: expected a confidence in [0, 1], got {threshold}")
+        super().__init__(net, **kwargs)
+        if mix == "class" and self.task != "segmentation":
+            raise ValueError("DACS.mix: 'class' (ClassMix) needs label maps; a classification network takes 'cut' "
+                             "or 'none'")
+        self.augment = StrongAugment(jitter=jitter, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
+                                     channel_shuffle_p=channel_shuffle_p, invert_p=invert_p)
+        self.teacher = EMATeacher(net, ema_decay)
+        self._normalisation = (tuple(input_mean), tuple(input_std)) if input_mean and input_std else None
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def mix_mask(self) -> str:
+        """The mask kind in use (``"auto"`` resolved by the task)."""
+        if self.hparams.mix != "auto":
+            return self.hparams.mix
+        return "class" if self.task == "segmentation" else "cut"
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` of the input images, in ``[0, 1]`` units."""
+        if self._normalisation is None:
+            dm = datamodule_of(self)
+            target = getattr(dm, "target", None)
+            self._normalisation = normalisation_of(target) if target is not None else ((0.0,) * 3, (1.0,) * 3)
+        return self._normalisation
+
+    def masks(self, labels_s: torch.Tensor, image_t: torch.Tensor) -> torch.Tensor:
+        """``(N_t, 1, H, W)`` mixing masks, one per target image (source image ``i mod N_s`` is pasted on target
+        image ``i``)."""
+        n, _, h, w = image_t.shape
+        kind = self.mix_mask
+        if kind == "none":
+            return image_t.new_zeros(n, 1, h, w)
+        if kind == "cut":
+            return cut_mix_masks(n, h, w, image_t.device).to(image_t.dtype)
+        return class_mix_masks(labels_s[self._pairing(labels_s, n)]).to(image_t.dtype)
+
+    @staticmethod
+    def _pairing(source: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.arange(n, device=source.device) % source.shape[0]
+
+    def confidence_weight(self, confidence: torch.Tensor) -> torch.Tensor:
+        """``q`` of the module docstring, ``confidence``'s shape."""
+        kept = (confidence >= self.hparams.threshold).to(confidence.dtype)
+        if self.hparams.weighting == "quality":
+            return kept.mean().expand_as(confidence)
+        if self.hparams.weighting == "threshold":
+            return kept
+        return torch.ones_like(confidence)
+
+    def mixed_loss(self, logits: torch.Tensor, mask: torch.Tensor, labels_s: torch.Tensor, labels_t: torch.Tensor,
+                   weight_t: torch.Tensor) -> torch.Tensor:
+        """``mean_i [M_i CE(z_i, y_s,i) + (1 − M_i) q_i CE(z_i, ŷ_t,i)]`` over all pixels/samples (ignored ones add 0).
+
+        Args:
+            logits: ``(N, K)`` or ``(N, K, H, W)`` student logits on the mixed images.
+            mask: ``(N, 1, H, W)`` the mixing masks.
+            labels_s: ``(N)`` / ``(N, H, W)`` the paired source labels (255 = ignore).
+            labels_t: ``(N)`` / ``(N, H, W)`` teacher pseudo labels.
+            weight_t: ``labels_t``'s shape, ``q``.
+        """
+        ce_s = F.cross_entropy(logits, labels_s, ignore_index=IGNORE_INDEX, reduction="none")
+        ce_t = F.cross_entropy(logits, labels_t, reduction="none")
+        share = mask[:, 0] if logits.dim() == 4 else source_share(mask)
+        return (share * ce_s + (1 - share) * weight_t * ce_t).mean()
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        src, tgt = batch["source"], batch["target"]
+        xs, ys, xt = src["image"], self.ground_truth(src), tgt["image"]
+        mean, std = self.normalisation()
+        out_s = self.net_output(self.augment(xs, mean, std) if self.hparams.source_augment else xs)
+        terms = {"task": self.task_loss(out_s.logits, ys)}
+
+        teacher_logits = self.teacher(xt).logits
+        if teacher_logits.dim() == 4 and teacher_logits.shape[-2:] != xt.shape[-2:]:
+            teacher_logits = F.interpolate(teacher_logits, size=xt.shape[-2:], mode="bilinear", align_corners=True)
+        confidence, labels_t = teacher_logits.float().softmax(1).max(1)
+        weight_t = self.confidence_weight(confidence)
+
+        mask = self.masks(ys, xt)
+        pair = self._pairing(ys, xt.shape[0])
+        ys_pair = ys[pair]
+        x_mix = self.augment(mix(mask, xs[pair], xt), mean, std)
+        logits_mix = self.net_output(x_mix).logits
+        if logits_mix.dim() == 4 and logits_mix.shape[-2:] != xt.shape[-2:]:
+            logits_mix = F.interpolate(logits_mix, size=xt.shape[-2:], mode="bilinear", align_corners=True)
+        terms["mix"] = self.mixed_loss(logits_mix, mask, ys_pair, labels_t, weight_t)
+
+        w = self.adaptation_coefficient()
+        loss = terms["task"] + w * terms["mix"]
+        self.check_finite(terms)
+        n = xs.shape[0]
+        self.log_terms({"loss": loss, "loss_task": terms["task"], "loss_mix": terms["mix"]}, batch_size=n)
+        self.log_train("train/pseudo_quality", (confidence >= self.hparams.threshold).float().mean(), batch_size=n)
+        self.log_train("train/adapt_weight", w, on_epoch=False)
+        return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the teacher's EMA step — inside the iteration, so that the checkpoint Lightning
+        writes at its end (before ``on_train_batch_end`` of the module) holds the updated teacher."""
+        super().optimizer_step(*args, **kwargs)
+        self.teacher.update(self.net)
+
+    # ------------------------------------------------------------------ prediction
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.teacher.module if self.hparams.eval_with == "teacher" else self.net
+        return net(x).logits
+
+
+__all__ = ["DACS"]
