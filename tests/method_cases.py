@@ -60,7 +60,8 @@ class MethodCase:
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments besides ``net`` and ``lr`` (small, fast settings)."""
         return {"FeatureAlignment": {"loss": CORALLoss()}, "DANN": {"hidden": 16}, "CDAN": {"hidden": 16},
-                "MCD": {"num_k": 2}, "CDSSL": {"ema_decay": 0.9}}.get(self.name, {})
+                "MCD": {"num_k": 2}, "CDSSL": {"ema_decay": 0.9},
+                "DACS": {"mic_weight": 1.0, "mic_block": 8}}.get(self.name, {})
 
     def build(self, **overrides: Any) -> pl.LightningModule:
         """The module, on :func:`~tests.conftest.tiny_net` (seeded), with ``overrides`` over :meth:`kwargs`."""

@@ -17,6 +17,11 @@ inside the pasted box); ``A_s`` is the identity unless ``source_augment``. The t
 * ``"threshold"``: ``q_i = [c_i ≥ τ]`` per pixel/sample;
 * ``"none"``: ``q_i = 1``.
 
+With ``mic_weight > 0``, masked image consistency (MIC, Hoyer et al., CVPR 2023; released ``mic`` code, mask mode
+``separatetrgaug``) adds ``λ_m · mean_i q_i · CE(f(A(x_t) ⊙ K)_i, ŷ_t,i)``: the strongly augmented target image with
+random blocks masked out (:func:`~domadapt.layers.masking.block_masks`, block ``b`` px, ratio ``r``) must give the
+teacher's labels of the whole image, with the same weight ``q`` (MIC's ``mask_pseudo_threshold="same"``).
+
 Masks: ``mix="class"`` is DACS's ClassMix (half of the classes of each source label map), ``"cut"`` a random box per
 image (CutMix; the only mask classification has), ``"none"`` no mixing (``M = 0``: FixMatch-style self-training with
 the teacher), ``"auto"`` = class for segmentation, cut for classification. The pseudo label of an ignored source
@@ -34,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from domadapt.evaluation.pictures import normalisation_of
+from domadapt.layers.masking import block_masks, mask_images
 from domadapt.layers.mixing import class_mix_masks, cut_mix_masks, mix, source_share
 from domadapt.layers.strong_augment import StrongAugment
 from domadapt.methods.base import DomainAdaptationModule, datamodule_of
@@ -55,6 +61,10 @@ class DACS(DomainAdaptationModule):
         mix: ``"auto"``, ``"class"``, ``"cut"`` or ``"none"`` (module docstring).
         jitter, hue, jitter_p, blur_p, channel_shuffle_p, invert_p: the strong augmentation of mixed images
             (:class:`~domadapt.layers.strong_augment.StrongAugment`; DACS: 0.25, 0.25, 0.8, 0.5, 0, 0).
+        mic_weight: ``λ_m`` of the masked image consistency term (0 = off; MIC: 1).
+        mic_block: block side ``b`` of the MIC masks, in pixels of the training input (MIC: 64 for segmentation,
+            32 at 224 px for classification).
+        mic_ratio: share ``r`` of blocks masked out (MIC: 0.7 segmentation, 0.5 classification).
         source_augment: also strongly augment the source images of the supervised term (not in DACS).
         input_mean, input_std: the images' normalisation, undone around the colour operations; ``None`` = read from
             the DataModule's target training set at the start of training (``(0, 1)`` if it has none).
@@ -66,7 +76,7 @@ class DACS(DomainAdaptationModule):
     def __init__(self, net: nn.Module, ema_decay: float = 0.99, threshold: float = 0.968,
                  weighting: Weighting = "quality", mix: MixMask = "auto", jitter: float = 0.25, hue: float = 0.25,
                  jitter_p: float = 0.8, blur_p: float = 0.5, channel_shuffle_p: float = 0.0, invert_p: float = 0.0,
-                 source_augment: bool = False, input_mean: tuple[float, float, float] | None = None,
+                 mic_weight: float = 0.0, mic_block: int = 64, mic_ratio: float = 0.7, source_augment: bool = False, input_mean: tuple[float, float, float] | None = None,
                  input_std: tuple[float, float, float] | None = None,
                  eval_with: Literal["student", "teacher"] = "student", **kwargs) -> None:
         for name, value, allowed in (("weighting", weighting, ("quality", "threshold", "none")),
@@ -74,6 +84,9 @@ class DACS(DomainAdaptationModule):
                                      ("eval_with", eval_with, ("student", "teacher"))):
             if value not in allowed:
                 raise ValueError(f"DACS.{name}: expected one of {allowed}, got {value!r}")
+        if mic_weight < 0 or mic_block < 1 or not 0.0 <= mic_ratio < 1.0:
+            raise ValueError(f"DACS.mic_*: expected mic_weight >= 0, mic_block >= 1, 0 <= mic_ratio < 1; got "
+                             f"{mic_weight}, {mic_block}, {mic_ratio}")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"DACS.threshold: expected a confidence in [0, 1], got {threshold}")
         super().__init__(net, **kwargs)
@@ -141,6 +154,16 @@ class DACS(DomainAdaptationModule):
         share = mask[:, 0] if logits.dim() == 4 else source_share(mask)
         return (share * ce_s + (1 - share) * weight_t * ce_t).mean()
 
+    def masked_loss(self, image_t: torch.Tensor, labels_t: torch.Tensor, weight_t: torch.Tensor,
+                    mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+        """MIC's term ``mean_i q_i CE(f(A(x_t) ⊙ K)_i, ŷ_t,i)`` (module docstring)."""
+        n, _, h, w = image_t.shape
+        keep = block_masks(n, h, w, self.hparams.mic_block, self.hparams.mic_ratio, image_t.device)
+        logits = self.net_output(mask_images(self.augment(image_t, mean, std), keep)).logits
+        if logits.dim() == 4 and logits.shape[-2:] != image_t.shape[-2:]:
+            logits = F.interpolate(logits, size=image_t.shape[-2:], mode="bilinear", align_corners=True)
+        return (weight_t * F.cross_entropy(logits, labels_t, reduction="none")).mean()
+
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         src, tgt = batch["source"], batch["target"]
@@ -163,12 +186,16 @@ class DACS(DomainAdaptationModule):
         if logits_mix.dim() == 4 and logits_mix.shape[-2:] != xt.shape[-2:]:
             logits_mix = F.interpolate(logits_mix, size=xt.shape[-2:], mode="bilinear", align_corners=True)
         terms["mix"] = self.mixed_loss(logits_mix, mask, ys_pair, labels_t, weight_t)
+        if self.hparams.mic_weight > 0:
+            terms["masked"] = self.masked_loss(xt, labels_t, weight_t, mean, std)
 
         w = self.adaptation_coefficient()
         loss = terms["task"] + w * terms["mix"]
+        if "masked" in terms:
+            loss = loss + self.hparams.mic_weight * terms["masked"]
         self.check_finite(terms)
         n = xs.shape[0]
-        self.log_terms({"loss": loss, "loss_task": terms["task"], "loss_mix": terms["mix"]}, batch_size=n)
+        self.log_terms({"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}, batch_size=n)
         self.log_train("train/pseudo_quality", (confidence >= self.hparams.threshold).float().mean(), batch_size=n)
         self.log_train("train/adapt_weight", w, on_epoch=False)
         return loss

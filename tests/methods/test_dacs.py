@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from domadapt.layers.masking import block_masks, mask_images
 from domadapt.layers.mixing import class_mix_masks, cut_mix_masks, mix, source_share
 from domadapt.layers.strong_augment import StrongAugment, blur_kernel_side, gaussian_blur, rotate_hue
 from domadapt.methods import DACS
@@ -167,10 +169,41 @@ def test_a_segmentation_step_trains_and_the_teacher_follows_by_ema():
             torch.testing.assert_close(t, 0.5 * before[name] + 0.5 * dict(model.net.named_parameters())[name].detach())
 
 
+def test_block_masks_keep_whole_blocks_at_the_documented_rate():
+    torch.manual_seed(0)
+    keep = block_masks(400, 32, 48, block=8, ratio=0.7)
+    assert keep.shape == (400, 1, 32, 48)
+    cells = keep[:, 0].unflatten(1, (4, 8)).unflatten(3, (6, 8))  # (N, 4, 8, 6, 8): 4 x 6 blocks of 8 x 8
+    assert torch.equal(cells.amax((2, 4)), cells.amin((2, 4)))  # each block all kept or all masked
+    assert abs(keep.mean().item() - 0.3) < 0.02
+    x = torch.randn(2, 3, 32, 48)
+    assert torch.equal(mask_images(x, keep[:2]), x * keep[:2])
+    with pytest.raises(ValueError, match="ratio"):
+        block_masks(1, 8, 8, block=4, ratio=1.0)
+
+
+def test_masked_consistency_term_matches_its_formula():
+    torch.manual_seed(2)
+    model = DACS(tiny_net("classification"), mic_weight=1.0, mic_block=8, mic_ratio=0.5, jitter_p=0.0, blur_p=0.0).eval()
+    x = torch.randn(4, 3, 32, 32)
+    labels, q = torch.randint(0, 4, (4,)), torch.rand(4)
+    torch.manual_seed(5)
+    got = model.masked_loss(x, labels, q, (0.0,) * 3, (1.0,) * 3)
+    torch.manual_seed(5)  # the same draws: the augmentation's (none here: it only clamps to [0, 1]), then the mask's
+    augmented = model.augment(x, (0.0,) * 3, (1.0,) * 3)
+    keep = block_masks(4, 32, 32, 8, 0.5)
+    assert 0.3 < keep.mean() < 0.7
+    with torch.no_grad():
+        ref = (q * F.cross_entropy(model.net(augmented * keep).logits, labels, reduction="none")).mean()
+    torch.testing.assert_close(got, ref)
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="DACS.mix"):
         DACS(tiny_net("classification"), mix="class")
     with pytest.raises(ValueError, match="DACS.weighting"):
         DACS(tiny_net("classification"), weighting="soft")
+    with pytest.raises(ValueError, match="DACS.mic"):
+        DACS(tiny_net("classification"), mic_ratio=1.0)
     with pytest.raises(ValueError, match="DACS.threshold"):
         DACS(tiny_net("classification"), threshold=1.5)
