@@ -7,12 +7,15 @@ augments every mixed image with
   (kornia ``ColorJitter(s, s, s, s)``), and
 * a Gaussian blur with probability 0.5: ``σ ~ U(0.15, 1.15)``, kernel side ``≈ 0.1 ×`` the image side (odd).
 
-Each image draws its own decisions and strengths. Per image, in ``[0, 1]`` units (the batch is de-normalised with
-``mean`` / ``std`` first and normalised again after), with ``g(x)`` the grey value ``0.299 r + 0.587 g + 0.114 b``::
+Ours is not a transcription of kornia's operations: it uses torchvision-style formulas (multiplicative brightness,
+contrast about the mean grey value; kornia adds the brightness and scales contrast without centring), and each image
+draws its own decisions and strengths (the released code draws once per iteration for both mixed images). Per
+image, in ``[0, 1]`` units (the batch is de-normalised with ``mean`` / ``std`` first and normalised again after),
+with ``g(x)`` the grey value ``0.299 r + 0.587 g + 0.114 b``::
 
     brightness  x ← x · b                         b ~ U(1 − s, 1 + s)
     contrast    x ← (x − mean g(x)) · c + mean g(x)   c ~ U(1 − s, 1 + s)
-    saturation  x ← (x − g(x)) · a + g(x)          a ~ U(1 − s, 1 + s)
+    saturation  x ← (x − g(x)) · a + g(x)          a ~ U(1 − s_a, 1 + s_a)   (s_a = s unless set)
     hue         rotate the chroma plane of YIQ by 2π h,  h ~ U(−s_h, s_h)
 
 each followed by a clamp to ``[0, 1]``, in this fixed order (kornia draws the order at random; the hue rotation in YIQ
@@ -103,6 +106,7 @@ class StrongAugment:
 
     Args:
         jitter: strength ``s`` of brightness, contrast and saturation (0 = off).
+        saturation: strength ``s_a`` of saturation alone, up to 1 (1: from grey to twice the colour); ``None`` = ``s``.
         hue: strength ``s_h`` of the hue rotation, in turns (0.25 = ±90°; 0 = off).
         jitter_p: probability that an image is colour-jittered.
         blur_p: probability that an image is blurred.
@@ -112,6 +116,7 @@ class StrongAugment:
     """
 
     jitter: float = 0.25
+    saturation: float | None = None
     hue: float = 0.25
     jitter_p: float = 0.8
     blur_p: float = 0.5
@@ -125,6 +130,8 @@ class StrongAugment:
                 raise ValueError(f"StrongAugment.{name}: expected a probability in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.jitter < 1.0 or not 0.0 <= self.hue <= 0.5:
             raise ValueError(f"StrongAugment: expected 0 <= jitter < 1 and 0 <= hue <= 0.5, got {self.jitter}, {self.hue}")
+        if self.saturation is not None and not 0.0 <= self.saturation <= 1.0:
+            raise ValueError(f"StrongAugment.saturation: expected a strength in [0, 1] or None, got {self.saturation}")
         if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
             raise ValueError(f"StrongAugment.blur_sigma: expected 0 < low <= high, got {self.blur_sigma}")
 
@@ -140,14 +147,15 @@ class StrongAugment:
         m, s = x.new_tensor(mean).view(1, -1, 1, 1), x.new_tensor(std).view(1, -1, 1, 1)
         y = (x.float() * s.float() + m.float()).clamp(0, 1)
         n = y.shape[0]
-        if self.jitter_p > 0 and (self.jitter > 0 or self.hue > 0):
+        if self.jitter_p > 0 and (self.jitter > 0 or self.hue > 0 or self.saturation):
             on = _chosen(n, self.jitter_p, y)
             j = self.jitter
             z = (y * _uniform(n, 1 - j, 1 + j, y)).clamp(0, 1)
             mu = _grey(z).mean((2, 3), keepdim=True)
             z = ((z - mu) * _uniform(n, 1 - j, 1 + j, y) + mu).clamp(0, 1)
             g = _grey(z)
-            z = ((z - g) * _uniform(n, 1 - j, 1 + j, y) + g).clamp(0, 1)
+            a = j if self.saturation is None else self.saturation
+            z = ((z - g) * _uniform(n, 1 - a, 1 + a, y) + g).clamp(0, 1)
             if self.hue > 0:
                 z = rotate_hue(z, _uniform(n, -self.hue, self.hue, y)).clamp(0, 1)
             y = torch.where(on, z, y)

@@ -33,6 +33,20 @@ def select(out: NetOutput, kind: str):
                      "probs or features+logits")
 
 
+def check_alignment_loss(loss: AlignmentLoss, net: nn.Module, where: str) -> None:
+    """Refuse (``TypeError`` naming ``where``) what is not an :class:`AlignmentLoss`, a loss that needs alternating
+    optimiser steps, or one that does not support the network's task."""
+    if not isinstance(loss, AlignmentLoss):
+        raise TypeError(f"{where}: got {type(loss).__name__}; expected a subclass of domadapt.losses.AlignmentLoss")
+    if loss.alternating:
+        raise TypeError(f"{where}: {type(loss).__name__} needs alternating optimiser steps; use its dedicated method "
+                        "(MCD, OutputSpaceAdversarial, AdvEnt)")
+    task = getattr(net, "task", None)
+    if task is not None and task not in loss.supports:
+        raise TypeError(f"{where}: {type(loss).__name__} supports {sorted(loss.supports)} inputs but the network's "
+                        f"task is {task!r}")
+
+
 class FeatureAlignment(DomainAdaptationModule):
     """Source cross-entropy plus an alignment loss between the two domains' outputs.
 
@@ -45,16 +59,7 @@ class FeatureAlignment(DomainAdaptationModule):
 
     def __init__(self, net: nn.Module, loss: AlignmentLoss,
                  on: Literal["features", "logits", "probs", "features+logits"] | None = None, **kwargs) -> None:
-        if not isinstance(loss, AlignmentLoss):
-            raise TypeError(f"{type(self).__name__}.loss: got {type(loss).__name__}; expected a subclass of "
-                            "domadapt.losses.AlignmentLoss")
-        if loss.alternating:
-            raise TypeError(f"{type(self).__name__}.loss: {type(loss).__name__} needs alternating optimiser steps; "
-                            "use its dedicated method (MCD, OutputSpaceAdversarial, AdvEnt)")
-        task = getattr(net, "task", None)
-        if task is not None and task not in loss.supports:
-            raise TypeError(f"{type(self).__name__}.loss: {type(loss).__name__} supports {sorted(loss.supports)} "
-                            f"inputs but the network's task is {task!r}")
+        check_alignment_loss(loss, net, f"{type(self).__name__}.loss")
         super().__init__(net, **kwargs)
         self.loss = loss
         self.on = on or loss.input_kind

@@ -7,6 +7,7 @@ Per batch (automatic optimisation), with the student ``f``, its EMA teacher ``g`
 
     p = softmax(g(x_t)),  ŷ_t = argmax p,  c = max p                    (teacher on the plain target image)
     x_m = A(M · x_s + (1 − M) · x_t)                                 (A = strong augmentation, StrongAugment)
+                                        (or M · A(x_s) + (1 − M) · A(x_t) with augment_before_mix)
     L = CE(f(A_s(x_s)), y_s) + w(p) · mean_i [ M_i · CE(f(x_m)_i, y_s,i) + (1 − M_i) · q_i · CE(f(x_m)_i, ŷ_t,i) ]
 
 ``i`` runs over pixels (segmentation, ``M_i`` in {0, 1}) or samples (classification, ``M_i`` the share of the image
@@ -22,12 +23,18 @@ With ``mic_weight > 0``, masked image consistency (MIC, Hoyer et al., CVPR 2023;
 random blocks masked out (:func:`~domadapt.layers.masking.block_masks`, block ``b`` px, ratio ``r``) must give the
 teacher's labels of the whole image, with the same weight ``q`` (MIC's ``mask_pseudo_threshold="same"``).
 
+With an ``alignment`` loss (any :class:`~domadapt.losses.AlignmentLoss` that steps with the network, e.g. DANN's
+:class:`~domadapt.losses.DomainAdversarialLoss`), ``λ_a · loss(out(x_s), out(x_t))`` is added on the plain images (one
+joint forward of source and target, as :class:`~domadapt.methods.FeatureAlignment`) — alignment and self-training in
+one run (ours; not in DACS). Its parameters train at ``lr · head_lr_mult``.
+
 Masks: ``mix="class"`` is DACS's ClassMix (half of the classes of each source label map), ``"cut"`` a random box per
 image (CutMix; the only mask classification has), ``"none"`` no mixing (``M = 0``: FixMatch-style self-training with
 the teacher), ``"auto"`` = class for segmentation, cut for classification. The pseudo label of an ignored source
 pixel (255) stays ignored. DACS's released code forwards the source batch and the mixed batch separately (two
-forwards, one backward), as here; its teacher runs in train mode, ours in eval mode (no BatchNorm statistics from
-target batches; the same for networks without BatchNorm or with frozen BatchNorm, as DACS's DeepLabV2).
+forwards, one backward), as here. Its teacher runs in train mode, BatchNorm normalising each target batch with its own
+statistics (its DeepLabV2 freezes only BatchNorm's scale and shift): ``teacher_mode="train"``; the default ``"eval"``
+uses the running statistics copied from the student (the same for networks without BatchNorm).
 """
 
 from __future__ import annotations
@@ -42,9 +49,11 @@ from domadapt.evaluation.pictures import normalisation_of
 from domadapt.layers.masking import block_masks, mask_images
 from domadapt.layers.mixing import class_mix_masks, cut_mix_masks, mix, source_share
 from domadapt.layers.strong_augment import StrongAugment
+from domadapt.losses.base import AlignmentLoss
+from domadapt.methods.alignment import check_alignment_loss, select
 from domadapt.methods.base import DomainAdaptationModule, datamodule_of
 from domadapt.pseudo.ema import EMATeacher
-from domadapt.structures import IGNORE_INDEX
+from domadapt.structures import IGNORE_INDEX, NetOutput
 
 Weighting = Literal["quality", "threshold", "none"]
 MixMask = Literal["auto", "class", "cut", "none"]
@@ -59,29 +68,40 @@ class DACS(DomainAdaptationModule):
         threshold: ``τ`` of the confidence weight (DACS: 0.968).
         weighting: ``"quality"``, ``"threshold"`` or ``"none"`` (module docstring).
         mix: ``"auto"``, ``"class"``, ``"cut"`` or ``"none"`` (module docstring).
-        jitter, hue, jitter_p, blur_p, channel_shuffle_p, invert_p: the strong augmentation of mixed images
-            (:class:`~domadapt.layers.strong_augment.StrongAugment`; DACS: 0.25, 0.25, 0.8, 0.5, 0, 0).
+        jitter, saturation, hue, jitter_p, blur_p, channel_shuffle_p, invert_p: the strong augmentation of mixed
+            images (:class:`~domadapt.layers.strong_augment.StrongAugment`; DACS: 0.25, None, 0.25, 0.8, 0.5, 0, 0).
         mic_weight: ``λ_m`` of the masked image consistency term (0 = off; MIC: 1).
         mic_block: block side ``b`` of the MIC masks, in pixels of the training input (MIC: 64 for segmentation,
             32 at 224 px for classification).
         mic_ratio: share ``r`` of blocks masked out (MIC: 0.7 segmentation, 0.5 classification).
+        alignment: an alignment loss between the source and target outputs of the plain images (``None`` = none).
+        alignment_weight: ``λ_a``.
         source_augment: also strongly augment the source images of the supervised term (not in DACS).
+        augment_before_mix: augment the source and the target image each with its own draw and then mix them (each
+            part keeps its own colours), instead of augmenting the mixed image (DACS).
         input_mean, input_std: the images' normalisation, undone around the colour operations; ``None`` = read from
             the DataModule's target training set at the start of training (``(0, 1)`` if it has none).
+        teacher_mode: ``"eval"`` (BatchNorm running statistics copied from the student) or ``"train"`` (each target
+            batch normalised with its own statistics, as DACS's released teacher; :class:`EMATeacher` ``mode``).
         eval_with: which network validation, test, prediction and export use.
         **kwargs: :class:`DomainAdaptationModule` arguments; ``adaptation_weight`` / ``adaptation_schedule`` weight
             the mixed term (DACS: 1, constant).
     """
 
     def __init__(self, net: nn.Module, ema_decay: float = 0.99, threshold: float = 0.968,
-                 weighting: Weighting = "quality", mix: MixMask = "auto", jitter: float = 0.25, hue: float = 0.25,
+                 weighting: Weighting = "quality", mix: MixMask = "auto", jitter: float = 0.25,
+                 saturation: float | None = None, hue: float = 0.25,
                  jitter_p: float = 0.8, blur_p: float = 0.5, channel_shuffle_p: float = 0.0, invert_p: float = 0.0,
-                 mic_weight: float = 0.0, mic_block: int = 64, mic_ratio: float = 0.7, source_augment: bool = False, input_mean: tuple[float, float, float] | None = None,
+                 mic_weight: float = 0.0, mic_block: int = 64, mic_ratio: float = 0.7,
+                 alignment: AlignmentLoss | None = None, alignment_weight: float = 1.0, source_augment: bool = False,
+                 augment_before_mix: bool = False, input_mean: tuple[float, float, float] | None = None,
                  input_std: tuple[float, float, float] | None = None,
-                 eval_with: Literal["student", "teacher"] = "student", **kwargs) -> None:
+                 teacher_mode: Literal["eval", "train"] = "eval", eval_with: Literal["student", "teacher"] = "student",
+                 **kwargs) -> None:
         for name, value, allowed in (("weighting", weighting, ("quality", "threshold", "none")),
                                      ("mix", mix, ("auto", "class", "cut", "none")),
-                                     ("eval_with", eval_with, ("student", "teacher"))):
+                                     ("eval_with", eval_with, ("student", "teacher")),
+                                     ("teacher_mode", teacher_mode, ("eval", "train"))):
             if value not in allowed:
                 raise ValueError(f"DACS.{name}: expected one of {allowed}, got {value!r}")
         if mic_weight < 0 or mic_block < 1 or not 0.0 <= mic_ratio < 1.0:
@@ -89,14 +109,25 @@ class DACS(DomainAdaptationModule):
                              f"{mic_weight}, {mic_block}, {mic_ratio}")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"DACS.threshold: expected a confidence in [0, 1], got {threshold}")
+        if alignment is not None:
+            check_alignment_loss(alignment, net, "DACS.alignment")
         super().__init__(net, **kwargs)
+        self.alignment = alignment
         if mix == "class" and self.task != "segmentation":
             raise ValueError("DACS.mix: 'class' (ClassMix) needs label maps; a classification network takes 'cut' "
                              "or 'none'")
-        self.augment = StrongAugment(jitter=jitter, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
+        self.augment = StrongAugment(jitter=jitter, saturation=saturation, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
                                      channel_shuffle_p=channel_shuffle_p, invert_p=invert_p)
-        self.teacher = EMATeacher(net, ema_decay)
+        self.teacher = EMATeacher(net, ema_decay, mode=teacher_mode)
         self._normalisation = (tuple(input_mean), tuple(input_std)) if input_mean and input_std else None
+
+    @classmethod
+    def _hparams_ignore(cls) -> list[str]:
+        return ["alignment"]
+
+    def extra_param_groups(self) -> list[dict]:
+        params = [p for p in self.alignment.parameters() if p.requires_grad] if self.alignment is not None else []
+        return [{"params": params, "lr_mult": self.hparams.head_lr_mult, "name": "alignment"}] if params else []
 
     # ------------------------------------------------------------------ pieces
     @property
@@ -154,6 +185,14 @@ class DACS(DomainAdaptationModule):
         share = mask[:, 0] if logits.dim() == 4 else source_share(mask)
         return (share * ce_s + (1 - share) * weight_t * ce_t).mean()
 
+    def alignment_loss(self, out_s: NetOutput, out_t: NetOutput) -> torch.Tensor:
+        """The ``alignment`` loss on what it consumes (``input_kind``) of the two outputs; its extra logs logged."""
+        self.alignment.set_progress(self.progress)
+        value = self.alignment(select(out_s, self.alignment.input_kind), select(out_t, self.alignment.input_kind))
+        for k, v in self.alignment.extra_logs().items():
+            self.log_train(f"train/{k}", v)
+        return value
+
     def masked_loss(self, image_t: torch.Tensor, labels_t: torch.Tensor, weight_t: torch.Tensor,
                     mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
         """MIC's term ``mean_i q_i CE(f(A(x_t) ⊙ K)_i, ŷ_t,i)`` (module docstring)."""
@@ -169,8 +208,13 @@ class DACS(DomainAdaptationModule):
         src, tgt = batch["source"], batch["target"]
         xs, ys, xt = src["image"], self.ground_truth(src), tgt["image"]
         mean, std = self.normalisation()
-        out_s = self.net_output(self.augment(xs, mean, std) if self.hparams.source_augment else xs)
-        terms = {"task": self.task_loss(out_s.logits, ys)}
+        xs_in = self.augment(xs, mean, std) if self.hparams.source_augment else xs
+        if self.alignment is None:
+            out_s = self.net_output(xs_in)
+            terms = {"task": self.task_loss(out_s.logits, ys)}
+        else:
+            out_s, out_t = self.forward_domains(xs_in, xt)
+            terms = {"task": self.task_loss(out_s.logits, ys), "align": self.alignment_loss(out_s, out_t)}
 
         teacher_logits = self.teacher(xt).logits
         if teacher_logits.dim() == 4 and teacher_logits.shape[-2:] != xt.shape[-2:]:
@@ -181,7 +225,10 @@ class DACS(DomainAdaptationModule):
         mask = self.masks(ys, xt)
         pair = self._pairing(ys, xt.shape[0])
         ys_pair = ys[pair]
-        x_mix = self.augment(mix(mask, xs[pair], xt), mean, std)
+        if self.hparams.augment_before_mix:
+            x_mix = mix(mask, self.augment(xs[pair], mean, std), self.augment(xt, mean, std))
+        else:
+            x_mix = self.augment(mix(mask, xs[pair], xt), mean, std)
         logits_mix = self.net_output(x_mix).logits
         if logits_mix.dim() == 4 and logits_mix.shape[-2:] != xt.shape[-2:]:
             logits_mix = F.interpolate(logits_mix, size=xt.shape[-2:], mode="bilinear", align_corners=True)
@@ -193,6 +240,8 @@ class DACS(DomainAdaptationModule):
         loss = terms["task"] + w * terms["mix"]
         if "masked" in terms:
             loss = loss + self.hparams.mic_weight * terms["masked"]
+        if "align" in terms:
+            loss = loss + self.hparams.alignment_weight * terms["align"]
         self.check_finite(terms)
         n = xs.shape[0]
         self.log_terms({"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}, batch_size=n)

@@ -32,6 +32,9 @@ class EMATeacher(nn.Module):
         decay: ``d`` in ``[0, 1]`` (0 = copy the student, 1 = never move).
         buffers: ``"copy"`` float buffers from the student, or ``"ema"`` them like parameters.
         warmup: use ``min(d, (1 + n) / (10 + n))`` after ``n`` updates (mean-teacher ramp).
+        mode: ``"eval"`` predicts with BatchNorm running statistics and without dropout; ``"train"`` in train mode, so
+            BatchNorm normalises each batch with its own statistics (DACS's released teacher). The running statistics a
+            train-mode forward moves are replaced by the student's at the next :meth:`update` (``buffers="copy"``).
 
     Attributes:
         module: the teacher network (``requires_grad=False``).
@@ -39,13 +42,15 @@ class EMATeacher(nn.Module):
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, buffers: Literal["copy", "ema"] = "copy",
-                 warmup: bool = False) -> None:
+                 warmup: bool = False, mode: Literal["eval", "train"] = "eval") -> None:
         super().__init__()
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMATeacher.decay: expected a value in [0, 1], got {decay}")
+        if mode not in ("eval", "train"):
+            raise ValueError(f"EMATeacher.mode: expected 'eval' or 'train', got {mode!r}")
         if buffers not in ("copy", "ema"):
             raise ValueError(f"EMATeacher.buffers: expected 'copy' or 'ema', got {buffers!r}")
-        self.decay, self.buffers, self.warmup = float(decay), buffers, bool(warmup)
+        self.decay, self.buffers, self.warmup, self.mode = float(decay), buffers, bool(warmup), mode
         self.module = copy.deepcopy(model)
         for p in self.module.parameters():
             p.requires_grad_(False)
@@ -83,17 +88,19 @@ class EMATeacher(nn.Module):
         self.num_updates += 1
 
     def forward(self, *args, **kwargs):
-        """The teacher network's output, always computed in eval mode (BatchNorm running statistics, no
-        dropout) and without gradient. The module's ``training`` flag follows its owner's otherwise, so
-        Lightning sees no module left in eval mode at the start of training."""
+        """The teacher network's output without gradient, computed in :attr:`mode` (``"eval"``: BatchNorm running
+        statistics, no dropout). The module's ``training`` flag follows its owner's otherwise, so Lightning sees no
+        module left in eval mode at the start of training."""
+        want = self.mode == "train"
         with torch.no_grad():
-            if not self.module.training:
+            if self.module.training == want:
                 return self.module(*args, **kwargs)
-            self.module.eval()
+            was = self.module.training
+            self.module.train(want)
             try:
                 return self.module(*args, **kwargs)
             finally:
-                self.module.train()
+                self.module.train(was)
 
     def extra_repr(self) -> str:
-        return f"decay={self.decay}, buffers={self.buffers!r}, warmup={self.warmup}"
+        return f"decay={self.decay}, buffers={self.buffers!r}, warmup={self.warmup}, mode={self.mode!r}"

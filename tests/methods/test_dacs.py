@@ -198,6 +198,27 @@ def test_masked_consistency_term_matches_its_formula():
     torch.testing.assert_close(got, ref)
 
 
+def test_an_alignment_loss_adds_its_term_and_trains_its_parameters_with_the_network():
+    from domadapt.losses import DomainAdversarialLoss
+
+    torch.manual_seed(0)
+    net = tiny_net("classification")
+    loss = DomainAdversarialLoss(net.num_features, hidden=8, batch_norm=True)
+    model = DACS(net, alignment=loss, alignment_weight=0.5, input_mean=MEAN, input_std=STD)
+    groups = {g["name"]: g for g in model.param_groups()}
+    assert {id(p) for p in groups["alignment"]["params"]} == {id(p) for p in loss.parameters()}
+    assert groups["alignment"]["lr_mult"] == model.hparams.head_lr_mult
+    batch = {"source": {"image": torch.randn(8, 3, 32, 32), "label": torch.randint(0, 4, (8,))},
+             "target": {"image": torch.randn(8, 3, 32, 32)}}
+    terms = {}
+    model.log_terms = lambda logged, batch_size: terms.update(logged)  # what the step logs, without a trainer
+    total = model.training_step(batch, 0)
+    assert set(terms) == {"loss", "loss_task", "loss_mix", "loss_align"}
+    torch.testing.assert_close(total, terms["loss_task"] + terms["loss_mix"] + 0.5 * terms["loss_align"])
+    total.backward()
+    assert all(p.grad is not None for p in loss.parameters())
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="DACS.mix"):
         DACS(tiny_net("classification"), mix="class")
@@ -205,5 +226,7 @@ def test_bad_settings_are_named():
         DACS(tiny_net("classification"), weighting="soft")
     with pytest.raises(ValueError, match="DACS.mic"):
         DACS(tiny_net("classification"), mic_ratio=1.0)
+    with pytest.raises(TypeError, match="DACS.alignment"):
+        DACS(tiny_net("classification"), alignment=torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="DACS.threshold"):
         DACS(tiny_net("classification"), threshold=1.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -105,3 +107,21 @@ def test_errors():
     teacher = EMATeacher(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="EMATeacher.update: student and teacher differ"):
         teacher.update(nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_train_mode_teacher_normalises_each_batch_with_its_own_statistics():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    net[1].running_mean.fill_(5.0)  # running statistics far from any batch's
+    x = torch.randn(6, 3, 5, 5)
+    for mode, training in (("eval", False), ("train", True)):
+        teacher = EMATeacher(net, 0.9, mode=mode)
+        reference = copy.deepcopy(teacher.module).train(training)
+        with torch.no_grad():
+            expected = reference(x)
+        for owner_training in (True, False):
+            teacher.train(owner_training)
+            torch.testing.assert_close(teacher(x), expected)
+            assert teacher.module.training == owner_training  # the owner's flag is left as it was
+    with pytest.raises(ValueError, match="EMATeacher.mode"):
+        EMATeacher(net, mode="test")
