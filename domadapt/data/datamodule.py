@@ -12,6 +12,12 @@ Training order and augmentation are seeded and resumable (:mod:`domadapt.data.re
 seed gives the same batches, and a run resumed from a mid-epoch checkpoint continues with the batch
 after the last one it trained on, so it ends with the weights of an uninterrupted run.
 
+``source_sampling="rare_class"`` draws the source by DAFormer's rare-class sampling instead of a
+shuffle (:mod:`domadapt.data.rare_class`; per-image class pixel counts from
+:mod:`domadapt.data.class_pixels`, computed once and cached), re-drawing crops that show too little of
+the drawn class (:mod:`domadapt.data.rare_class_crops`). An epoch still has as many source draws as
+source images.
+
 Datasets are only *indexed* in :meth:`setup`, so ``--print_config`` and recipe checks need no data.
 """
 
@@ -20,14 +26,18 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import CombinedLoader
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from domadapt.data.base import DomainDataset
 from domadapt.data.batching import collate_samples
+from domadapt.data.class_pixels import class_pixel_counts
+from domadapt.data.rare_class import RareClassSampler
+from domadapt.data.rare_class_crops import RareClassCrops
 from domadapt.data.resumable import ResumableLoader, ResumableRandomSampler, SeededConcatDataset, resume_loader
 from domadapt.data.sharding import ShardSampler
 from domadapt.data.transforms import Augment
@@ -57,6 +67,14 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         pseudo_labels: wraps ``target`` in its pseudo labels, e.g. ``{class_path:
             domadapt.pseudo.PseudoLabelled, init_args: {pseudo_dir: <pseudo_label stage>/pseudo_labels}}``
             (how a pipeline's fit stage passes ``inputs.pseudo_labels``); ``None`` = unlabelled target.
+        source_sampling: ``"uniform"`` (a shuffle of the sources per pass) or ``"rare_class"`` (DAFormer's
+            rare-class sampling, segmentation sources only: class ``c`` drawn with
+            ``p_c ∝ exp((1 − f_c) / T)``, ``f_c`` its share of the source pixels, then an image with more
+            than ``rcs_min_pixels`` pixels of ``c``; :class:`~domadapt.data.rare_class.RareClassSampler`).
+        rcs_temperature: ``T > 0`` of rare-class sampling (DAFormer: 0.01).
+        rcs_min_pixels: pixels of the drawn class an image must exceed, in the labels as stored (DAFormer: 3000).
+        rcs_min_crop_ratio: re-draw the training crop (at most 10 times) until it holds more than
+            ``rcs_min_pixels · rcs_min_crop_ratio`` pixels of the drawn class (DAFormer: 0.5); 0 = off.
     """
 
     def __init__(
@@ -76,6 +94,10 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         seed: int | None = None,
         pseudo_labels: Callable[[DomainDataset], DomainDataset] | None = None,
+        source_sampling: Literal["uniform", "rare_class"] = "uniform",
+        rcs_temperature: float = 0.01,
+        rcs_min_pixels: int = 3000,
+        rcs_min_crop_ratio: float = 0.5,
     ) -> None:
         super().__init__()
         self.sources = list(sources) if isinstance(sources, Sequence) else [sources]
@@ -83,6 +105,11 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
             raise ValueError("DomainAdaptationDataModule.sources: expected at least one source dataset")
         if batch_size <= 0:
             raise ValueError(f"DomainAdaptationDataModule.batch_size: expected > 0, got {batch_size}")
+        check_source_sampling(self.sources, source_sampling, rcs_temperature, rcs_min_pixels, rcs_min_crop_ratio)
+        self.source_sampling, self.rcs_temperature = source_sampling, float(rcs_temperature)
+        self.rcs_min_pixels, self.rcs_min_crop_ratio = int(rcs_min_pixels), float(rcs_min_crop_ratio)
+        self.source_sampler: RareClassSampler | None = None  # set by train_dataloader with rare-class sampling
+        self._source_pixels = None  # (N, K) class pixel counts of the sources, read once
         self.target = pseudo_labels(target) if pseudo_labels is not None else target
         self.target_val, self.source_val = target_val, source_val
         self.target_test = target_test if target_test is not None else target_val
@@ -148,7 +175,8 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
                     f"{ref.describe()} ({len(ref.classes)} classes); source and target must share one label space"
                 )
 
-    def _loader(self, ds, batch_size: int, train: bool, seed: int = 0) -> DataLoader:
+    def _loader(self, ds, batch_size: int, train: bool, seed: int = 0,
+                sampler: ResumableRandomSampler | None = None) -> DataLoader:
         if not train:  # under DDP each rank evaluates a disjoint shard: no sample counted twice
             sampler = ShardSampler(len(ds)) if torch.distributed.is_available() and \
                 torch.distributed.is_initialized() else None
@@ -158,7 +186,7 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         if len(ds) < batch_size:
             raise DataError(f"{_describe(ds)}: {len(ds)} samples is fewer than one batch of {batch_size} (drop_last)")
         return ResumableLoader(
-            ds, batch_size=batch_size, sampler=ResumableRandomSampler(len(ds), seed=seed), drop_last=True,
+            ds, batch_size=batch_size, sampler=sampler or ResumableRandomSampler(len(ds), seed=seed), drop_last=True,
             generator=torch.Generator().manual_seed(seed),  # worker seeds; the global RNG is the model's alone
             collate_fn=collate_samples,  # in-memory batches come collated (domadapt.data.batching)
             num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
@@ -174,12 +202,33 @@ class DomainAdaptationDataModule(pl.LightningDataModule):
         self.setup()
         source = self.sources[0] if self.num_sources == 1 else SeededConcatDataset(self.sources)
         seed = self.data_seed()
+        sampler = None
+        if self.source_sampling == "rare_class":
+            source, sampler = self._rare_class_source(source, seed)
         loaders = {
-            "source": self._loader(source, self.batch_size, train=True, seed=seed),
+            "source": self._loader(source, self.batch_size, train=True, seed=seed, sampler=sampler),
             "target": self._loader(self.target, self.target_batch_size, train=True, seed=seed + 7919),
         }
         resume_loaders(self, list(loaders.values()))
         return CombinedLoader(loaders, mode="max_size_cycle")
+
+    def _rare_class_source(self, source, seed: int) -> tuple[Dataset, RareClassSampler]:
+        """The source dataset (crops re-drawn when ``rcs_min_crop_ratio > 0``) and its rare-class sampler."""
+        if self._source_pixels is None:
+            self._source_pixels = class_pixel_counts(source, len(self.classes))
+        self.source_sampler = RareClassSampler(self._source_pixels, self.rcs_temperature, self.rcs_min_pixels,
+                                               seed=seed)
+        if self.source_sampler.rank == 0:
+            top = sorted(zip(self.source_sampler.class_probs, self.classes), reverse=True)[:5]
+            print(f"rare-class sampling of {_describe(source)}: T = {self.rcs_temperature:g}, images with > "
+                  f"{self.rcs_min_pixels} px of the class; most drawn: "
+                  + ", ".join(f"{name} {p:.3f}" for p, name in top)
+                  + (f"; never drawn (no image above min_pixels): "
+                     f"{', '.join(self.classes[c] for c in self.source_sampler.excluded_classes)}"
+                     if self.source_sampler.excluded_classes else ""), flush=True)
+        if self.rcs_min_crop_ratio > 0:
+            source = RareClassCrops(source, self.rcs_min_pixels, self.rcs_min_crop_ratio)
+        return source, self.source_sampler
 
     def val_dataloader(self) -> list[DataLoader]:
         self.setup()
@@ -230,7 +279,28 @@ def resume_loaders(datamodule: pl.LightningDataModule, loaders: list[DataLoader]
         resume_loader(dl, epoch, done)
 
 
+def check_source_sampling(sources: list[DomainDataset], source_sampling: str, temperature: float, min_pixels: int,
+                          min_crop_ratio: float) -> None:
+    """One-line ``ValueError`` for a bad ``source_sampling`` / ``rcs_*`` argument of the DataModule."""
+    name = "DomainAdaptationDataModule"
+    if source_sampling not in ("uniform", "rare_class"):
+        raise ValueError(f"{name}.source_sampling: expected 'uniform' or 'rare_class', got {source_sampling!r}")
+    if not temperature > 0:
+        raise ValueError(f"{name}.rcs_temperature: expected T > 0, got {temperature}")
+    if min_pixels < 0:
+        raise ValueError(f"{name}.rcs_min_pixels: expected >= 0, got {min_pixels}")
+    if not min_crop_ratio >= 0:
+        raise ValueError(f"{name}.rcs_min_crop_ratio: expected >= 0, got {min_crop_ratio}")
+    if source_sampling == "rare_class":
+        for ds in sources:
+            if ds.task != "segmentation":
+                raise ValueError(f"{name}.source_sampling: 'rare_class' needs segmentation sources, got the "
+                                 f"{ds.task} source {ds.describe()}")
+
+
 def _describe(ds) -> str:
+    if isinstance(ds, RareClassCrops):
+        return ds.describe()
     if isinstance(ds, ConcatDataset):
         return " + ".join(d.describe() for d in ds.datasets)
     return ds.describe()

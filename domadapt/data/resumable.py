@@ -138,23 +138,33 @@ class ResumableRandomSampler(DistributedSampler):
         """``(size,)`` global order of one pass (subclasses may draw differently)."""
         return rng.permutation(self.size)
 
-    def _global(self) -> tuple[np.ndarray, np.ndarray]:
+    def columns(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """The global draw of one pass as parallel columns ``(order, *extra)``: :meth:`order` alone here; a
+        subclass may add per-draw values (e.g. the class a draw was made for), handed to :meth:`make_index`."""
+        return (self.order(rng),)
+
+    def make_index(self, index: int, seed: int, *extra: int) -> SeededIndex:
+        """The index yielded for one draw (``extra``: that draw's values of the extra :meth:`columns`)."""
+        return SeededIndex(index, seed)
+
+    def _global(self) -> tuple[np.ndarray, ...]:
+        """``(order, seeds, *extra)`` of the current pass, padded to ``total_size``."""
         rng = np.random.default_rng((self.seed, self.epoch, self._pass))
-        order = self.order(rng)
+        order, *extra = self.columns(rng)
         seeds = rng.integers(0, SEED_SPACE, size=len(order))
+        cols = [order, seeds, *extra]
         if len(order) and len(order) < self.total_size:  # pad so every rank gets the same count
-            extra = self.total_size - len(order)
-            order = np.concatenate([order, np.resize(order, extra)])
-            seeds = np.concatenate([seeds, np.resize(seeds, extra)])
-        return order, seeds
+            pad = self.total_size - len(order)
+            cols = [np.concatenate([c, np.resize(c, pad)]) for c in cols]
+        return tuple(cols)
 
     def __iter__(self) -> Iterator[SeededIndex]:
-        order, seeds = self._global()
+        cols = self._global()
         skip, self._skip = self._skip, 0
         self._pass += 1
         mine = slice(self.rank, self.total_size, self.num_replicas)
-        for index, seed in list(zip(order[mine].tolist(), seeds[mine].tolist()))[skip:]:
-            yield SeededIndex(index, seed)
+        for index, seed, *extra in list(zip(*(c[mine].tolist() for c in cols)))[skip:]:
+            yield self.make_index(index, seed, *extra)
 
 
 def resume_loader(loader: DataLoader, epoch: int, batches: int) -> None:

@@ -119,6 +119,9 @@ class SelfTrainingDataModule(DomainAdaptationDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)  # jsonargparse follows this call for the parent's arguments
+        if target_ratio is not None and self.source_sampling != "uniform":
+            raise ValueError(f"SelfTrainingDataModule.source_sampling: {self.source_sampling!r} draws the source "
+                             "loader, which target_ratio replaces by the mixed loader; use one of the two")
         for name, value in (("target_ratio", target_ratio), ("target_ratio_end", target_ratio_end)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"SelfTrainingDataModule.{name}: expected ρ in [0, 1], got {value}")
