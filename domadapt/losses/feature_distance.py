@@ -93,18 +93,23 @@ class ImageNetFeatureDistance(nn.Module):
         if not callable(getattr(net, "encoder_features", None)):
             raise TypeError(f"ImageNetFeatureDistance.net: {type(net).__name__} has no encoder_features(x); expected "
                             "SmpSegmenter, DeepLabV2 or a network offering its last encoder stage")
-        self.reference = copy.deepcopy(net).eval()
+        self.reference = copy.deepcopy(net)
         for p in self.reference.parameters():
             p.requires_grad_(False)
         self.classes = tuple(int(c) for c in classes) if classes is not None else None
         self.scale_min_ratio, self.weight = float(scale_min_ratio), float(weight)
         self.num_classes = int(net.num_classes)
 
-    def train(self, mode: bool = True) -> ImageNetFeatureDistance:
-        """The reference network stays in eval mode (DAFormer's ``imnet_model.eval()``)."""
-        super().train(mode)
+    def reference_features(self, image: torch.Tensor) -> torch.Tensor:
+        """The frozen copy's last encoder stage, computed in eval mode (DAFormer's ``imnet_model.eval()``) without
+        gradient; the copy's ``training`` flag follows its owner's otherwise (Lightning sees no module left in eval)."""
+        was = self.reference.training
         self.reference.eval()
-        return self
+        try:
+            with torch.no_grad():
+                return self.reference.encoder_features(image)
+        finally:
+            self.reference.train(was)
 
     def mask(self, labels: torch.Tensor, feature_size: tuple[int, int]) -> torch.Tensor | None:
         """``(N, h, w)`` bool: feature pixels whose downscaled label is one of :attr:`classes` (``None``: all)."""
@@ -115,8 +120,7 @@ class ImageNetFeatureDistance(nn.Module):
         return torch.isin(small, torch.tensor(self.classes, device=small.device))
 
     def forward(self, features: torch.Tensor, image: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            reference = self.reference.encoder_features(image)
+        reference = self.reference_features(image)
         mask = self.mask(labels, tuple(features.shape[-2:]))
         if mask is not None and mask.shape[-2:] != features.shape[-2:]:
             raise ValueError(f"ImageNetFeatureDistance: labels {tuple(labels.shape[-2:])} downscale to "

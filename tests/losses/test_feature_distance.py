@@ -72,8 +72,7 @@ def test_feature_distance_is_lambda_times_thing_pixel_mean_against_the_frozen_co
     labels = torch.randint(0, 4, (2, 4, 6)).repeat_interleave(4, 1).repeat_interleave(4, 2)
     f = net.encoder_features(x)
     value = fd(f, x, labels)
-    with torch.no_grad():
-        f0 = fd.reference.encoder_features(x)
+    f0 = fd.reference_features(x)
     small = numpy_downscale(labels.numpy(), 4, 0.75, 4)
     mask = np.isin(small, (2, 3))
     ref = 0.005 * np.sqrt(((f.detach().numpy() - f0.numpy()) ** 2).sum(1))[mask].mean()
@@ -83,10 +82,16 @@ def test_feature_distance_is_lambda_times_thing_pixel_mean_against_the_frozen_co
     assert net.body[0].weight.grad is not None and net.body[0].weight.grad.abs().sum() > 0
 
 
-def test_feature_distance_reference_stays_frozen_and_in_eval_mode():
+def test_feature_distance_reference_is_frozen_and_computed_in_eval_mode():
     fd = ImageNetFeatureDistance(FakeImageNetNet())
     fd.train()
-    assert not fd.reference.training and not any(p.requires_grad for p in fd.reference.parameters())
+    x = torch.randn(3, 3, 8, 8) * 2 + 1
+    with torch.no_grad():
+        fd.reference.eval()
+        expected = fd.reference.encoder_features(x)  # BatchNorm with running statistics
+        fd.reference.train()
+    torch.testing.assert_close(fd.reference_features(x), expected)
+    assert fd.reference.training and not any(p.requires_grad for p in fd.reference.parameters())
     assert fd.classes == CITYSCAPES_THINGS
 
 
