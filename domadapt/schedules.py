@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-ScheduleName = Literal["constant", "linear", "dann", "poly", "inv"]
+ScheduleName = Literal["constant", "linear", "dann", "poly", "poly1", "inv"]
 
 
 def constant(p: float) -> float:
@@ -33,6 +33,26 @@ def poly(p: float, power: float = 0.9) -> float:
     return (1.0 - min(max(p, 0.0), 1.0)) ** power
 
 
+def poly1(p: float) -> float:
+    """Polynomial decay of power 1, ``1 - p``: mmcv's ``PolyLrUpdaterHook(power=1.0, min_lr=0.0)`` that DAFormer's
+    ``poly10warm`` schedule uses (DAFormer@e6f6e04 configs/_base_/schedules/poly10warm.py:7-14)."""
+    return poly(p, 1.0)
+
+
+def linear_warmup(step: int, warmup_iters: int, ratio: float = 1e-6) -> float:
+    """mmcv's linear learning-rate warm-up factor, multiplying the regular schedule's rate::
+
+        w(i) = 1 - (1 - ratio) (1 - i / warmup_iters)   for i < warmup_iters, else 1
+
+    (mmcv ``LrUpdaterHook.get_warmup_lr``, ``warmup='linear'``: ``k = (1 - i / W)(1 - ratio)``, ``lr = regular (1 - k)``,
+    applied before iteration ``i`` while ``i < W``; mmcv@0087cac mmcv/runner/hooks/lr_updater.py). ``w(0) = ratio``,
+    rising linearly to 1 at ``i = W``. ``warmup_iters <= 0`` means no warm-up.
+    """
+    if warmup_iters <= 0 or step >= warmup_iters:
+        return 1.0
+    return 1.0 - (1.0 - ratio) * (1.0 - max(step, 0) / warmup_iters)
+
+
 def inv(p: float, gamma: float = 10.0, power: float = 0.75) -> float:
     """DANN learning-rate annealing ``(1 + gamma * p) ** -power``."""
     return (1.0 + gamma * min(max(p, 0.0), 1.0)) ** (-power)
@@ -45,7 +65,7 @@ def multistep(p: float, milestones: tuple[float, ...] | list[float] = (), gamma:
     return float(gamma ** sum(1 for m in milestones if m <= p))
 
 
-SCHEDULES = {"constant": constant, "linear": linear, "dann": dann, "poly": poly, "inv": inv}
+SCHEDULES = {"constant": constant, "linear": linear, "dann": dann, "poly": poly, "poly1": poly1, "inv": inv}
 
 
 def get_schedule(name: str):

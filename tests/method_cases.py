@@ -23,7 +23,7 @@ from domadapt.losses import CORALLoss
 from domadapt.methods import METHODS, TRANSLATORS
 from tests.conftest import tiny_datamodule, tiny_net
 
-SEGMENTATION_ONLY = frozenset({"OutputSpaceAdversarial", "AdvEnt"})
+SEGMENTATION_ONLY = frozenset({"OutputSpaceAdversarial", "AdvEnt", "DAFormer"})
 TINY_TRANSLATION = dict(ngf=4, n_blocks=1, ndf=4, n_layers=2)
 
 
@@ -61,7 +61,9 @@ class MethodCase:
         """Constructor arguments besides ``net`` and ``lr`` (small, fast settings)."""
         return {"FeatureAlignment": {"loss": CORALLoss()}, "DANN": {"hidden": 16}, "CDAN": {"hidden": 16},
                 "MCD": {"num_k": 2}, "CDSSL": {"ema_decay": 0.9},
-                "DACS": {"mic_weight": 1.0, "mic_block": 8}}.get(self.name, {})
+                "DACS": {"mic_weight": 1.0, "mic_block": 8},
+                "DAFormer": {"mic_weight": 1.0, "mic_block": 8, "psweight_ignore_top": 2, "psweight_ignore_bottom": 4,
+                             "optimizer": "adamw", "lr_warmup_iters": 2}}.get(self.name, {})
 
     def build(self, **overrides: Any) -> pl.LightningModule:
         """The module, on :func:`~tests.conftest.tiny_net` (seeded), with ``overrides`` over :meth:`kwargs`."""

@@ -15,6 +15,7 @@ from domadapt.methods.base import DomainAdaptationModule
 from domadapt.methods.cdan import CDAN
 from domadapt.methods.cdssl import CDSSL
 from domadapt.methods.dacs import DACS
+from domadapt.methods.daformer import DAFormer
 from domadapt.methods.dann import DANN
 from domadapt.methods.drt import DRT
 from domadapt.methods.mcd import MCD
@@ -26,5 +27,5 @@ METHODS: dict[str, type[DomainAdaptationModule]] = package_subclasses(DomainAdap
 TRANSLATORS: dict[str, type[pl.LightningModule]] = package_subclasses(
     pl.LightningModule, __name__, lambda cls: not issubclass(cls, DomainAdaptationModule))
 
-__all__ = ["METHODS", "TRANSLATORS", "AdvEnt", "CDAN", "CDSSL", "DACS", "DANN", "DRT", "DomainAdaptationModule",
+__all__ = ["METHODS", "TRANSLATORS", "AdvEnt", "CDAN", "CDSSL", "DACS", "DAFormer", "DANN", "DRT", "DomainAdaptationModule",
            "FeatureAlignment", "MCD", "OutputSpaceAdversarial", "SourceOnly", "Translation"]

@@ -107,15 +107,22 @@ class DomainAdaptationModule(TrainingTerms, TrainingProgress, pl.LightningModule
         net: the network; returns :class:`~domadapt.structures.NetOutput` and declares ``task``,
             ``num_classes`` and ``num_features``. May offer ``param_groups(lr_mult_head)``.
         lr: base learning rate (backbone); the head gets ``lr * head_lr_mult``.
-        optimizer: ``"sgd"`` (momentum, Nesterov off), ``"adam"``, or ``"sgd_released"``: SGD as the released
+        optimizer: ``"sgd"`` (momentum, Nesterov off), ``"adam"``, ``"adamw"`` (decoupled weight decay, torch
+            ``AdamW`` with ``betas`` and ``weight_decay``; DAFormer), or ``"sgd_released"``: SGD as the released
             DeepLab-V2 code (AdaptSegNet, ADVENT, BDL) ran it, each backbone parameter updated as many times per
             step as its parameter listing repeats it (about 3x the nominal backbone rate; :mod:`domadapt.released_sgd`).
         momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        betas: Adam betas.
+        weight_decay: L2 weight decay (decoupled for ``adamw``).
+        betas: Adam / AdamW betas.
+        no_decay_keys: parameters whose name (in ``net``, e.g. ``encoder.block1.0.norm1.weight``) contains one of
+            these strings get weight decay 0 (mmcv's ``paramwise_cfg`` ``custom_keys={key: dict(decay_mult=0)}``;
+            DAFormer: ``("pos_block", "norm")``). Empty = every parameter decays.
         head_lr_mult: learning-rate multiplier of new (head / discriminator) parameters.
         lr_schedule: learning-rate factor as a function of progress (``poly`` = DeepLab ``(1-p)^0.9``,
-            ``inv`` = DANN ``(1+10p)^-0.75``, ``constant``).
+            ``poly1`` = ``1-p`` (mmcv poly, power 1), ``inv`` = DANN ``(1+10p)^-0.75``, ``constant``).
+        lr_warmup_iters: iterations of mmcv's linear warm-up ``W``; the schedule's factor is multiplied by
+            ``1 - (1 - r)(1 - i/W)`` for ``i < W`` (:func:`~domadapt.schedules.linear_warmup`). 0 = none.
+        lr_warmup_ratio: ``r``, the warm-up's starting fraction of the rate (mmcv's ``warmup_ratio``; DAFormer 1e-6).
         schedule_horizon: iterations over which progress runs from 0 to 1; ``None`` = the length of
             training (``max_steps`` or epochs × batches). BDL uses a horizon longer than the stop step.
         adaptation_weight: weight ``w`` of the adaptation loss.
@@ -133,12 +140,15 @@ class DomainAdaptationModule(TrainingTerms, TrainingProgress, pl.LightningModule
         self,
         net: nn.Module,
         lr: float = 0.01,
-        optimizer: Literal["sgd", "sgd_released", "adam"] = "sgd",
+        optimizer: Literal["sgd", "sgd_released", "adam", "adamw"] = "sgd",
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
         betas: tuple[float, float] = (0.9, 0.999),
+        no_decay_keys: tuple[str, ...] = (),
         head_lr_mult: float = 10.0,
         lr_schedule: schedules.ScheduleName = "constant",
+        lr_warmup_iters: int = 0,
+        lr_warmup_ratio: float = 1e-6,
         schedule_horizon: int | None = None,
         adaptation_weight: float = 1.0,
         adaptation_schedule: schedules.ScheduleName = "constant",
@@ -155,6 +165,9 @@ class DomainAdaptationModule(TrainingTerms, TrainingProgress, pl.LightningModule
                              f"that {type(self).__name__} would not train; use OutputSpaceAdversarial or AdvEnt "
                              "(AdaptSegNet / ADVENT multi-level), or multi_level=False")
         schedules.get_schedule(lr_schedule), schedules.get_schedule(adaptation_schedule)  # validate early
+        if lr_warmup_iters < 0 or not 0.0 < lr_warmup_ratio <= 1.0:
+            raise ValueError(f"{type(self).__name__}.lr_warmup_*: expected lr_warmup_iters >= 0 and 0 < lr_warmup_ratio "
+                             f"<= 1, got {lr_warmup_iters} and {lr_warmup_ratio}")
         validators = check_validator_names(validators, f"{type(self).__name__}.validators")
         self.save_hyperparameters(ignore=["net"] + self._hparams_ignore())
         self.net = net
@@ -387,10 +400,14 @@ class DomainAdaptationModule(TrainingTerms, TrainingProgress, pl.LightningModule
         hp = self.hparams
         lr = hp.lr if lr is None else lr
         groups = [dict(g, lr=lr * g.get("lr_mult", 1.0)) for g in groups if len(list(g["params"])) > 0]
+        if hp.get("no_decay_keys"):
+            groups = self._split_no_decay(groups, tuple(hp.no_decay_keys))
         if hp.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         if hp.optimizer == "adam":
             return torch.optim.Adam(groups, lr=lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        if hp.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         if hp.optimizer == "sgd_released":
             if not hasattr(self.net, "released_lr_repeats"):
                 raise ValueError(f"optimizer: 'sgd_released' replays the released DeepLab-V2 code's parameter listing; "
@@ -398,11 +415,29 @@ class DomainAdaptationModule(TrainingTerms, TrainingProgress, pl.LightningModule
             repeats = self.net.released_lr_repeats()
             groups = [dict(g, repeats=[repeats.get(id(p), 1) for p in g["params"]]) for g in groups]
             return ReleasedSGD(groups, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        raise ValueError(f"optimizer: expected 'sgd', 'sgd_released' or 'adam', got {hp.optimizer!r}")
+        raise ValueError(f"optimizer: expected 'sgd', 'sgd_released', 'adam' or 'adamw', got {hp.optimizer!r}")
+
+    def _split_no_decay(self, groups: list[dict], keys: tuple[str, ...]) -> list[dict]:
+        """Each group split in two: parameters whose ``net`` name contains one of ``keys`` with ``weight_decay=0``
+        (mmcv ``decay_mult=0``), the others as they were. Parameters outside ``net`` keep their decay."""
+        names = {id(p): n for n, p in self.net.named_parameters()}
+        out = []
+        for g in groups:
+            params = list(g["params"])
+            frozen = [p for p in params if any(k in names.get(id(p), "") for k in keys)]
+            rest = [p for p in params if not any(p is q for q in frozen)]
+            if rest:
+                out.append(dict(g, params=rest))
+            if frozen:
+                out.append(dict(g, params=frozen, weight_decay=0.0, name=f"{g.get('name', 'group')}_no_decay"))
+        return out
 
     def lr_lambda(self, step: int) -> float:
-        """Learning-rate factor after ``step`` scheduler steps (one per training iteration)."""
-        return schedules.get_schedule(self.hparams.lr_schedule)(schedules.progress(step, self.horizon))
+        """Learning-rate factor after ``step`` scheduler steps (one per training iteration): the schedule of progress
+        times the linear warm-up factor (1 after ``lr_warmup_iters``)."""
+        factor = schedules.get_schedule(self.hparams.lr_schedule)(schedules.progress(step, self.horizon))
+        warmup = self.hparams.get("lr_warmup_iters", 0)
+        return factor * schedules.linear_warmup(step, warmup, self.hparams.get("lr_warmup_ratio", 1e-6)) if warmup else factor
 
     def scheduled(self, opt: torch.optim.Optimizer) -> dict:
         """``{"optimizer", "lr_scheduler"}`` with the configured schedule stepped every iteration."""

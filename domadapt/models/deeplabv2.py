@@ -158,6 +158,8 @@ class DeepLabV2(nn.Module):
         self.num_classes = num_classes
         self.multi_level = multi_level
         self.upsample_logits = upsample_logits
+        #: whether the backbone holds ImageNet weights as built (``weights="imagenet"``; a local file may hold anything)
+        self.imagenet_encoder = weights == "imagenet"
         self.freeze_bn = freeze_bn
         if freeze_bn != "none":
             for bn in self._backbone_bns():
@@ -220,6 +222,18 @@ class DeepLabV2(nn.Module):
         if self.multi_level:
             outputs.append(NetOutput(self._resize(self.aux_classifier(mid), size), mid))
         return outputs
+
+    def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's last stage (layer4), what DAFormer's ImageNet feature distance compares.
+
+        Shape:
+            ``(N, 3, H, W)`` -> ``(N, 2048, H/8, W/8)``.
+        """
+        if self.input_channels == "bgr":
+            x = x.flip(1)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        ckpt = self.gradient_checkpointing
+        return run_blocks([*self.layer1, *self.layer2, *self.layer3, *self.layer4], x, ckpt)
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         """Main output only; see the class docstring for shapes."""

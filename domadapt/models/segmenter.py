@@ -113,6 +113,9 @@ class SmpSegmenter(nn.Module):
         self.num_features = head_conv.in_channels
         self.num_classes = num_classes
         self.arch = type(model).__name__
+        #: whether the encoder holds ImageNet weights as built: smp's ``imagenet`` encoder weights and no local
+        #: ``weights`` file (a file may hold anything); DAFormer's ImageNet feature distance needs it.
+        self.imagenet_encoder = bool(encoder_weights) and str(encoder_weights).startswith("imagenet") and weights is None
         load_weights(
             self,
             weights,
@@ -135,6 +138,16 @@ class SmpSegmenter(nn.Module):
         if logits.shape[-2:] != (h, w):
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
         return NetOutput(logits, features)
+
+    def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's last (deepest) stage, what DAFormer's ImageNet feature distance compares.
+
+        Shape:
+            ``(N, C, H, W)`` -> ``(N, C_last, H / s, W / s)`` (``s`` the encoder's output stride, 32 for MiT).
+        """
+        encoded = self.encoder(x)
+        encoded = encoded[0] if isinstance(encoded, tuple) else encoded  # DPT: (features, prefix_tokens)
+        return encoded[-1]
 
     def param_groups(self, lr_mult_head: float = 10.0) -> list[dict]:
         """Encoder at 1x, decoder and segmentation head at ``lr_mult_head`` x."""

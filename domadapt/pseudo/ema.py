@@ -33,8 +33,10 @@ class EMATeacher(nn.Module):
         buffers: ``"copy"`` float buffers from the student, or ``"ema"`` them like parameters.
         warmup: use ``min(d, (1 + n) / (10 + n))`` after ``n`` updates (mean-teacher ramp).
         mode: ``"eval"`` predicts with BatchNorm running statistics and without dropout; ``"train"`` in train mode, so
-            BatchNorm normalises each batch with its own statistics (DACS's released teacher). The running statistics a
-            train-mode forward moves are replaced by the student's at the next :meth:`update` (``buffers="copy"``).
+            BatchNorm normalises each batch with its own statistics (DACS's released teacher); ``"train_no_dropout"``
+            in train mode but with dropout and drop-path layers in eval mode (DAFormer's teacher,
+            DAFormer@e6f6e04 mmseg/models/uda/dacs.py:263-267). The running statistics a train-mode forward moves are
+            replaced by the student's at the next :meth:`update` (``buffers="copy"``).
 
     Attributes:
         module: the teacher network (``requires_grad=False``).
@@ -42,12 +44,12 @@ class EMATeacher(nn.Module):
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, buffers: Literal["copy", "ema"] = "copy",
-                 warmup: bool = False, mode: Literal["eval", "train"] = "eval") -> None:
+                 warmup: bool = False, mode: Literal["eval", "train", "train_no_dropout"] = "eval") -> None:
         super().__init__()
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMATeacher.decay: expected a value in [0, 1], got {decay}")
-        if mode not in ("eval", "train"):
-            raise ValueError(f"EMATeacher.mode: expected 'eval' or 'train', got {mode!r}")
+        if mode not in ("eval", "train", "train_no_dropout"):
+            raise ValueError(f"EMATeacher.mode: expected 'eval', 'train' or 'train_no_dropout', got {mode!r}")
         if buffers not in ("copy", "ema"):
             raise ValueError(f"EMATeacher.buffers: expected 'copy' or 'ema', got {buffers!r}")
         self.decay, self.buffers, self.warmup, self.mode = float(decay), buffers, bool(warmup), mode
@@ -91,6 +93,8 @@ class EMATeacher(nn.Module):
         """The teacher network's output without gradient, computed in :attr:`mode` (``"eval"``: BatchNorm running
         statistics, no dropout). The module's ``training`` flag follows its owner's otherwise, so Lightning sees no
         module left in eval mode at the start of training."""
+        if self.mode == "train_no_dropout":
+            return self._forward_without_dropout(*args, **kwargs)
         want = self.mode == "train"
         with torch.no_grad():
             if self.module.training == want:
@@ -101,6 +105,21 @@ class EMATeacher(nn.Module):
                 return self.module(*args, **kwargs)
             finally:
                 self.module.train(was)
+
+    def _forward_without_dropout(self, *args, **kwargs):
+        """Forward in train mode with dropout / drop-path layers (``_DropoutNd``, any ``DropPath``) in eval mode; every
+        module's ``training`` flag is restored afterwards."""
+        flags = [(m, m.training) for m in self.module.modules()]
+        self.module.train(True)
+        for m in self.module.modules():
+            if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ == "DropPath":
+                m.training = False
+        try:
+            with torch.no_grad():
+                return self.module(*args, **kwargs)
+        finally:
+            for m, flag in flags:
+                m.training = flag
 
     def extra_repr(self) -> str:
         return f"decay={self.decay}, buffers={self.buffers!r}, warmup={self.warmup}, mode={self.mode!r}"

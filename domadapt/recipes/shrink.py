@@ -2,7 +2,9 @@
 
 :func:`shrink` walks a recipe (or a pipeline stage's options) and changes exactly what a smoke run
 changes: every dataset reads at most ``images`` samples, every image size (``resize``, ``crop``, ``size``,
-``output_size``, ``resize_shorter``) is multiplied by ``scale``, batch sizes are capped
+``output_size``, ``resize_shorter``) is multiplied by ``scale``, so are lengths in pixels of the training crop
+(``psweight_ignore_top`` / ``_bottom``, ``mic_block``; at least 1) and, by ``scale²``, pixel counts
+(``rcs_min_pixels``; at least 1), batch sizes are capped
 at ``images``, loader workers at :data:`MAX_WORKERS`, and network weights that would need a download
 (``weights: imagenet``) become a random initialisation. Each change of the last kind is reported, so the smoke
 output can say so.
@@ -18,6 +20,8 @@ from domadapt.data.roots import is_dataset
 
 SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size"})  # (height, width) pairs
 SIDE_KEYS = frozenset({"resize_shorter"})  # one side length
+LENGTH_KEYS = frozenset({"psweight_ignore_top", "psweight_ignore_bottom", "mic_block"})  # pixels of a crop, no floor
+AREA_KEYS = frozenset({"rcs_min_pixels"})  # pixel counts in the labels as stored
 BATCH_KEYS = frozenset({"batch_size", "target_batch_size", "eval_batch_size"})
 WEIGHT_KEYS = frozenset({"weights", "encoder_weights"})
 MAX_WORKERS = 2  # loader worker processes: the worker path still runs, a few images need no more
@@ -54,6 +58,10 @@ def shrink(node: Any, how: Shrink) -> Any:
             value = [how.side(v) for v in value]
         elif key in SIDE_KEYS and isinstance(value, int) and not isinstance(value, bool):
             value = how.side(value)
+        elif key in LENGTH_KEYS and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            value = max(1, round(value * how.scale))
+        elif key in AREA_KEYS and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            value = max(1, round(value * how.scale ** 2))
         elif key in BATCH_KEYS and isinstance(value, int) and not isinstance(value, bool):
             value = min(value, how.images)
         elif key == "num_workers" and isinstance(value, int) and not isinstance(value, bool):
