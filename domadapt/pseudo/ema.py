@@ -1,12 +1,13 @@
 """`EMATeacher`: an exponential-moving-average copy of a network, used as the pseudo labeller.
 
-Mean-teacher style self-training (Tarvainen & Valpola 2017; DAFormer's teacher) keeps a frozen copy
+Mean-teacher style self-training (Tarvainen & Valpola 2017; the teacher of DACS and DAFormer) keeps a frozen copy
 ``θ_t`` of the student ``θ_s`` and after every optimiser step sets::
 
     θ_t ← d · θ_t + (1 − d) · θ_s          (d = decay, e.g. 0.999)
 
 optionally with the mean-teacher warm-up ``d_n = min(d, (1 + n) / (10 + n))`` after ``n`` updates, so
-the teacher follows the student quickly at first. The teacher averages out the noise of single steps,
+the teacher follows the student quickly at first (DACS's and DAFormer's released ramp is ``min(d, 1 − 1/(n + 1))``,
+not offered here; their recipes name the difference). The teacher averages out the noise of single steps,
 which is what pseudo labels need (METHODS.md §4.3 (2): "the current model (or an EMA teacher)").
 
 Non-float buffers (BatchNorm's ``num_batches_tracked``) are always copied; float buffers (running
