@@ -146,19 +146,26 @@ class DACS(DomainAdaptationModule):
         return self._normalisation
 
     def masks(self, labels_s: torch.Tensor, image_t: torch.Tensor) -> torch.Tensor:
-        """``(N_t, 1, H, W)`` mixing masks, one per target image (source image ``i mod N_s`` is pasted on target
-        image ``i``)."""
+        """``(N_t, 1, H, W)`` mixing masks, one per target image; ``labels_s`` are the labels of the source images
+        pasted on them, already paired (:meth:`_pairing`: source ``i mod N_s`` on target ``i``)."""
         n, _, h, w = image_t.shape
         kind = self.mix_mask
         if kind == "none":
             return image_t.new_zeros(n, 1, h, w)
         if kind == "cut":
             return cut_mix_masks(n, h, w, image_t.device).to(image_t.dtype)
-        return class_mix_masks(labels_s[self._pairing(labels_s, n)]).to(image_t.dtype)
+        return class_mix_masks(labels_s).to(image_t.dtype)
 
     @staticmethod
     def _pairing(source: torch.Tensor, n: int) -> torch.Tensor:
         return torch.arange(n, device=source.device) % source.shape[0]
+
+    @staticmethod
+    def _at_image_size(logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Segmentation logits upsampled (bilinear, ``align_corners=True``) to the image's size when they differ."""
+        if logits.dim() == 4 and logits.shape[-2:] != image.shape[-2:]:
+            return F.interpolate(logits, size=image.shape[-2:], mode="bilinear", align_corners=True)
+        return logits
 
     def confidence_weight(self, confidence: torch.Tensor) -> torch.Tensor:
         """``q`` of the module docstring, ``confidence``'s shape."""
@@ -198,9 +205,8 @@ class DACS(DomainAdaptationModule):
         """MIC's term ``mean_i q_i CE(f(A(x_t) ⊙ K)_i, ŷ_t,i)`` (module docstring)."""
         n, _, h, w = image_t.shape
         keep = block_masks(n, h, w, self.hparams.mic_block, self.hparams.mic_ratio, image_t.device)
-        logits = self.net_output(mask_images(self.augment(image_t, mean, std), keep)).logits
-        if logits.dim() == 4 and logits.shape[-2:] != image_t.shape[-2:]:
-            logits = F.interpolate(logits, size=image_t.shape[-2:], mode="bilinear", align_corners=True)
+        masked = mask_images(self.augment(image_t, mean, std), keep)
+        logits = self._at_image_size(self.net_output(masked).logits, image_t)
         return (weight_t * F.cross_entropy(logits, labels_t, reduction="none")).mean()
 
     # ------------------------------------------------------------------ training
@@ -216,22 +222,18 @@ class DACS(DomainAdaptationModule):
             out_s, out_t = self.forward_domains(xs_in, xt)
             terms = {"task": self.task_loss(out_s.logits, ys), "align": self.alignment_loss(out_s, out_t)}
 
-        teacher_logits = self.teacher(xt).logits
-        if teacher_logits.dim() == 4 and teacher_logits.shape[-2:] != xt.shape[-2:]:
-            teacher_logits = F.interpolate(teacher_logits, size=xt.shape[-2:], mode="bilinear", align_corners=True)
+        teacher_logits = self._at_image_size(self.teacher(xt).logits, xt)
         confidence, labels_t = teacher_logits.float().softmax(1).max(1)
         weight_t = self.confidence_weight(confidence)
 
-        mask = self.masks(ys, xt)
         pair = self._pairing(ys, xt.shape[0])
         ys_pair = ys[pair]
+        mask = self.masks(ys_pair, xt)
         if self.hparams.augment_before_mix:
             x_mix = mix(mask, self.augment(xs[pair], mean, std), self.augment(xt, mean, std))
         else:
             x_mix = self.augment(mix(mask, xs[pair], xt), mean, std)
-        logits_mix = self.net_output(x_mix).logits
-        if logits_mix.dim() == 4 and logits_mix.shape[-2:] != xt.shape[-2:]:
-            logits_mix = F.interpolate(logits_mix, size=xt.shape[-2:], mode="bilinear", align_corners=True)
+        logits_mix = self._at_image_size(self.net_output(x_mix).logits, xt)
         terms["mix"] = self.mixed_loss(logits_mix, mask, ys_pair, labels_t, weight_t)
         if self.hparams.mic_weight > 0:
             terms["masked"] = self.masked_loss(xt, labels_t, weight_t, mean, std)
