@@ -65,6 +65,10 @@ class DACS(DomainAdaptationModule):
     Args:
         net: the network (classification or segmentation).
         ema_decay: ``α`` of the teacher (DACS: 0.99).
+        ema_warmup: ``"average"``: the decay is ``min(α, 1 − 1/(n + s))`` after ``n`` teacher updates, the mean of
+            the students seen until that is older than ``α`` allows (DACS and DAFormer, released); ``"none"``: ``α``
+            from the first update (:class:`EMATeacher` ``warmup``).
+        ema_warmup_start: ``s`` (DACS 1: its first update copies the student; DAFormer 2).
         threshold: ``τ`` of the confidence weight (DACS: 0.968).
         weighting: ``"quality"``, ``"threshold"`` or ``"none"`` (module docstring).
         mix: ``"auto"``, ``"class"``, ``"cut"`` or ``"none"`` (module docstring).
@@ -88,7 +92,8 @@ class DACS(DomainAdaptationModule):
             the mixed term (DACS: 1, constant).
     """
 
-    def __init__(self, net: nn.Module, ema_decay: float = 0.99, threshold: float = 0.968,
+    def __init__(self, net: nn.Module, ema_decay: float = 0.99, ema_warmup: Literal["average", "none"] = "average",
+                 ema_warmup_start: int = 1, threshold: float = 0.968,
                  weighting: Weighting = "quality", mix: MixMask = "auto", jitter: float = 0.25,
                  saturation: float | None = None, hue: float = 0.25,
                  jitter_p: float = 0.8, blur_p: float = 0.5, channel_shuffle_p: float = 0.0, invert_p: float = 0.0,
@@ -101,7 +106,8 @@ class DACS(DomainAdaptationModule):
         for name, value, allowed in (("weighting", weighting, ("quality", "threshold", "none")),
                                      ("mix", mix, ("auto", "class", "cut", "none")),
                                      ("eval_with", eval_with, ("student", "teacher")),
-                                     ("teacher_mode", teacher_mode, ("eval", "train"))):
+                                     ("teacher_mode", teacher_mode, ("eval", "train")),
+                                     ("ema_warmup", ema_warmup, ("average", "none"))):
             if value not in allowed:
                 raise ValueError(f"DACS.{name}: expected one of {allowed}, got {value!r}")
         if mic_weight < 0 or mic_block < 1 or not 0.0 <= mic_ratio < 1.0:
@@ -118,7 +124,8 @@ class DACS(DomainAdaptationModule):
                              "or 'none'")
         self.augment = StrongAugment(jitter=jitter, saturation=saturation, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
                                      channel_shuffle_p=channel_shuffle_p, invert_p=invert_p)
-        self.teacher = EMATeacher(net, ema_decay, mode=teacher_mode)
+        self.teacher = EMATeacher(net, ema_decay, warmup=ema_warmup, average_start=ema_warmup_start,
+                                  mode=teacher_mode)
         self._normalisation = (tuple(input_mean), tuple(input_std)) if input_mean and input_std else None
 
     @classmethod

@@ -53,6 +53,8 @@ class DAFormer(DACS):
             DAFormer's values (0.999, 0.968, quality, class, 0.2, 0.2, 0.2, 0.8, 0.5; DAFormer's
             ``color_jitter_probability=0.2`` is the probability of *not* jittering: it jitters when ``U(0, 1) > 0.2``,
             DAFormer@e6f6e04 mmseg/models/utils/dacs_transforms.py:52-56).
+        ema_warmup_start: :class:`DACS`'s (DAFormer: 2, its ramp ``min(α, 1 − 1/(k + 1))`` at the update before
+            iteration ``k``, DAFormer@e6f6e04 mmseg/models/uda/dacs.py:104-105,217-218).
         teacher_mode: :class:`~domadapt.pseudo.ema.EMATeacher`'s mode (DAFormer: ``"train_no_dropout"``).
         **kwargs: :class:`DACS` / :class:`~domadapt.methods.DomainAdaptationModule` arguments (MIC's ``mic_*``,
             ``optimizer="adamw"``, ``lr_warmup_iters``, ...).
@@ -63,7 +65,8 @@ class DAFormer(DACS):
                  psweight_ignore_top: int = 15, psweight_ignore_bottom: int = 120, ema_decay: float = 0.999,
                  threshold: float = 0.968, weighting: Weighting = "quality", mix: MixMask = "class",
                  jitter: float = 0.2, saturation: float | None = 0.2, hue: float = 0.2, jitter_p: float = 0.8,
-                 blur_p: float = 0.5, teacher_mode: Literal["eval", "train", "train_no_dropout"] = "train_no_dropout",
+                 blur_p: float = 0.5, ema_warmup_start: int = 2,
+                 teacher_mode: Literal["eval", "train", "train_no_dropout"] = "train_no_dropout",
                  **kwargs) -> None:
         if getattr(net, "task", None) != "segmentation":
             raise TypeError(f"DAFormer.net: expected a segmentation network, got {type(net).__name__} "
@@ -76,7 +79,8 @@ class DAFormer(DACS):
                              f"{psweight_ignore_bottom}")
         if teacher_mode not in ("eval", "train", "train_no_dropout"):
             raise ValueError(f"DAFormer.teacher_mode: expected 'eval', 'train' or 'train_no_dropout', got {teacher_mode!r}")
-        super().__init__(net, ema_decay=ema_decay, threshold=threshold, weighting=weighting, mix=mix, jitter=jitter,
+        super().__init__(net, ema_decay=ema_decay, ema_warmup_start=ema_warmup_start, threshold=threshold,
+                         weighting=weighting, mix=mix, jitter=jitter,
                          saturation=saturation, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
                          teacher_mode="eval" if teacher_mode == "eval" else "train", **kwargs)
         self.teacher.mode = teacher_mode

@@ -5,9 +5,12 @@ Mean-teacher style self-training (Tarvainen & Valpola 2017; the teacher of DACS 
 
     θ_t ← d · θ_t + (1 − d) · θ_s          (d = decay, e.g. 0.999)
 
-optionally with the mean-teacher warm-up ``d_n = min(d, (1 + n) / (10 + n))`` after ``n`` updates, so
-the teacher follows the student quickly at first (DACS's and DAFormer's released ramp is ``min(d, 1 − 1/(n + 1))``,
-not offered here; their recipes name the difference). The teacher averages out the noise of single steps,
+optionally with a warm-up of the decay after ``n`` updates, so the teacher follows the student quickly at first:
+the mean-teacher ramp ``d_n = min(d, (1 + n) / (10 + n))`` (``warmup="mean_teacher"``) or the running average
+``d_n = min(d, 1 − 1/(n + s))`` (``warmup="average"``: the teacher is the plain mean of the students seen until that
+is older than ``d`` allows; DACS@cc6a87f trainUDA.py:111-113 with ``s = 1``, the first update copies the student;
+DAFormer@e6f6e04 mmseg/models/uda/dacs.py:104-105,217-218 with ``s = 2``, its update before iteration ``k`` uses
+``1 − 1/(k + 1)``). The teacher averages out the noise of single steps,
 which is what pseudo labels need (METHODS.md §4.3 (2): "the current model (or an EMA teacher)").
 
 Non-float buffers (BatchNorm's ``num_batches_tracked``) are always copied; float buffers (running
@@ -32,7 +35,9 @@ class EMATeacher(nn.Module):
         model: the student network to copy (its current weights are the teacher's start).
         decay: ``d`` in ``[0, 1]`` (0 = copy the student, 1 = never move).
         buffers: ``"copy"`` float buffers from the student, or ``"ema"`` them like parameters.
-        warmup: use ``min(d, (1 + n) / (10 + n))`` after ``n`` updates (mean-teacher ramp).
+        warmup: ``"none"`` (``False``): ``d`` from the first update; ``"mean_teacher"`` (``True``):
+            ``min(d, (1 + n) / (10 + n))`` after ``n`` updates; ``"average"``: ``min(d, 1 − 1/(n + average_start))``.
+        average_start: ``s`` of the ``"average"`` ramp (DACS 1, DAFormer 2), at least 1.
         mode: ``"eval"`` predicts with BatchNorm running statistics and without dropout; ``"train"`` in train mode, so
             BatchNorm normalises each batch with its own statistics (DACS's released teacher); ``"train_no_dropout"``
             in train mode but with dropout and drop-path layers in eval mode (DAFormer's teacher,
@@ -45,7 +50,8 @@ class EMATeacher(nn.Module):
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, buffers: Literal["copy", "ema"] = "copy",
-                 warmup: bool = False, mode: Literal["eval", "train", "train_no_dropout"] = "eval") -> None:
+                 warmup: bool | Literal["none", "mean_teacher", "average"] = False, average_start: int = 1,
+                 mode: Literal["eval", "train", "train_no_dropout"] = "eval") -> None:
         super().__init__()
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMATeacher.decay: expected a value in [0, 1], got {decay}")
@@ -53,7 +59,13 @@ class EMATeacher(nn.Module):
             raise ValueError(f"EMATeacher.mode: expected 'eval', 'train' or 'train_no_dropout', got {mode!r}")
         if buffers not in ("copy", "ema"):
             raise ValueError(f"EMATeacher.buffers: expected 'copy' or 'ema', got {buffers!r}")
-        self.decay, self.buffers, self.warmup, self.mode = float(decay), buffers, bool(warmup), mode
+        warmup = {True: "mean_teacher", False: "none"}.get(warmup, warmup) if isinstance(warmup, bool) else warmup
+        if warmup not in ("none", "mean_teacher", "average"):
+            raise ValueError(f"EMATeacher.warmup: expected 'none', 'mean_teacher' or 'average', got {warmup!r}")
+        if average_start < 1:
+            raise ValueError(f"EMATeacher.average_start: expected an integer >= 1, got {average_start}")
+        self.decay, self.buffers, self.warmup, self.mode = float(decay), buffers, warmup, mode
+        self.average_start = int(average_start)
         self.module = copy.deepcopy(model)
         for p in self.module.parameters():
             p.requires_grad_(False)
@@ -61,10 +73,12 @@ class EMATeacher(nn.Module):
 
     def current_decay(self) -> float:
         """The decay the next :meth:`update` uses."""
-        if not self.warmup:
-            return self.decay
         n = int(self.num_updates)
-        return min(self.decay, (1.0 + n) / (10.0 + n))
+        if self.warmup == "mean_teacher":
+            return min(self.decay, (1.0 + n) / (10.0 + n))
+        if self.warmup == "average":
+            return min(self.decay, 1.0 - 1.0 / (n + self.average_start))
+        return self.decay
 
     @torch.no_grad()
     def update(self, student: nn.Module) -> None:
@@ -123,4 +137,4 @@ class EMATeacher(nn.Module):
                 m.training = flag
 
     def extra_repr(self) -> str:
-        return f"decay={self.decay}, buffers={self.buffers!r}, warmup={self.warmup}, mode={self.mode!r}"
+        return f"decay={self.decay}, buffers={self.buffers!r}, warmup={self.warmup!r}, mode={self.mode!r}"

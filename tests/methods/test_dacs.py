@@ -153,7 +153,9 @@ def test_confidence_weights():
 
 def test_a_segmentation_step_trains_and_the_teacher_follows_by_ema():
     torch.manual_seed(0)
-    model = DACS(tiny_net("segmentation"), ema_decay=0.5, input_mean=MEAN, input_std=STD)
+    model = DACS(tiny_net("segmentation"), ema_decay=0.5, ema_warmup="none", input_mean=MEAN, input_std=STD)
+    released = DACS(tiny_net("segmentation"), ema_decay=0.5)  # DACS's ramp: the first update copies the student
+    assert (released.teacher.warmup, released.teacher.current_decay()) == ("average", 0.0)
     assert model.mix_mask == "class" and DACS(tiny_net("classification")).mix_mask == "cut"
     before = {k: v.clone() for k, v in model.teacher.module.state_dict().items()}
     opt = torch.optim.SGD(model.net.parameters(), lr=0.1)

@@ -74,6 +74,7 @@ def test_defaults_are_daformers():
         0.999, 0.968, "quality", "class", 0.005, 0.75)
     assert (hp.jitter, hp.saturation, hp.hue, hp.jitter_p, hp.blur_p) == (0.2, 0.2, 0.2, 0.8, 0.5)
     assert (hp.psweight_ignore_top, hp.psweight_ignore_bottom, hp.teacher_mode) == (15, 120, "train_no_dropout")
+    assert (hp.ema_warmup, hp.ema_warmup_start) == ("average", 2)
 
 
 def test_classifier_is_refused():

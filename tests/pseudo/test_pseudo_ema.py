@@ -65,6 +65,28 @@ def test_ema_buffers_and_warmup():
     assert teacher.current_decay() == 0.99
 
 
+@pytest.mark.parametrize("start", [1, 2])
+def test_average_warmup_is_the_running_mean_of_the_students_until_the_decay_caps_it(start):
+    """DACS (start 1: the first update copies the student) and DAFormer (start 2: the first update halves the way)."""
+    s, _ = make()
+    teacher = EMATeacher(s, decay=0.7, warmup="average", average_start=start)
+    seen = [{k: v.detach().clone() for k, v in s.named_parameters()}] if start == 2 else []
+    for step in range(4):
+        sgd_steps(s, 1, seed=step)
+        d = teacher.current_decay()
+        assert d == pytest.approx(min(0.7, 1 - 1 / (step + start)))
+        teacher.update(s)
+        if d < 0.7:  # still the plain mean of the initial weights (start 2) and every student seen
+            seen.append({k: v.detach().clone() for k, v in s.named_parameters()})
+            for k, v in teacher.module.named_parameters():
+                torch.testing.assert_close(v, torch.stack([w[k] for w in seen]).mean(0), rtol=1e-5, atol=1e-6)
+    assert d == 0.7  # capped by the end (steps 2-3 for start 1, step 3 for start 2)
+    with pytest.raises(ValueError, match="EMATeacher.warmup"):
+        EMATeacher(s, warmup="linear")
+    with pytest.raises(ValueError, match="EMATeacher.average_start"):
+        EMATeacher(s, warmup="average", average_start=0)
+
+
 def test_teacher_predicts_in_eval_mode_without_gradient_or_statistics_updates():
     s, teacher = make()
     sgd_steps(s, 2, seed=3)
