@@ -17,6 +17,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
+from domadapt.data.balanced_crop import BalancedRandomCrop
 from domadapt.data.batching import pixel_table
 from domadapt.structures import IGNORE_INDEX
 
@@ -39,20 +40,36 @@ def shorter_side_size(height: int, width: int, side: int) -> tuple[int, int]:
     return side, int(side * width / height)
 
 
+def within_size(height: int, width: int, bound: tuple[int, int]) -> tuple[int, int]:
+    """``(height, width)`` scaled by ``s = min(long / max(height, width), short / min(height, width))`` for ``bound =
+    (short, long)``, each side ``int(side * s + 0.5)``: the largest size inside the bound with the same aspect ratio
+    (mmcv ``imrescale`` / ``rescale_size``, mmseg ``Resize(img_scale, keep_ratio=True)``; GTA5's 1052x1914 in
+    (720, 1280): 704x1280)."""
+    short, long = min(bound), max(bound)
+    s = min(long / max(height, width), short / min(height, width))
+    return int(height * s + 0.5), int(width * s + 0.5)
+
+
 class PillowResize(A.DualTransform):
     """Resize with Pillow: the image with the antialiased ``filter``, the mask nearest-neighbour (``Image.resize``
-    as the released BDL / AdaptSegNet / DRT loaders call it), to ``size = (height, width)`` or, with ``side``, the
-    shorter side to ``side`` (:func:`shorter_side_size`)."""
+    as the released BDL / AdaptSegNet / DRT loaders call it), to ``size = (height, width)``, with ``side`` the
+    shorter side to ``side`` (:func:`shorter_side_size`), or with ``within = (short, long)`` keeping the aspect ratio
+    inside that bound (:func:`within_size`)."""
 
     def __init__(self, size: tuple[int, int] | None = None, side: int | None = None, filter: int = Image.BICUBIC,
-                 p: float = 1.0) -> None:
+                 within: tuple[int, int] | None = None, p: float = 1.0) -> None:
         super().__init__(p=p)
-        if (size is None) == (side is None):
-            raise ValueError("PillowResize: give exactly one of size=(height, width) and side")
-        self.size, self.side, self.filter = size, side, filter
+        if sum(v is not None for v in (size, side, within)) != 1:
+            raise ValueError("PillowResize: give exactly one of size=(height, width), side and within=(short, long)")
+        self.size, self.side, self.filter, self.within = size, side, filter, within
+
+    def _target_size(self, height: int, width: int) -> tuple[int, int]:
+        if self.side:
+            return shorter_side_size(height, width, self.side)
+        return within_size(height, width, self.within) if self.within else tuple(self.size)
 
     def _resize(self, img: np.ndarray, resample: int) -> np.ndarray:
-        h, w = shorter_side_size(img.shape[0], img.shape[1], self.side) if self.side else self.size
+        h, w = self._target_size(img.shape[0], img.shape[1])
         if (h, w) == img.shape[:2]:
             return img
         if img.ndim == 3 and img.shape[2] not in (3, 4):  # Pillow has no mode for these: one channel at a time
@@ -66,7 +83,7 @@ class PillowResize(A.DualTransform):
         return self._resize(mask, Image.NEAREST)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("size", "side", "filter")
+        return ("size", "side", "filter", "within")
 
 
 class Augment:
@@ -77,11 +94,17 @@ class Augment:
             longer side truncated to an int): torchvision's ``Resize(n)`` / ``Scale(n)`` on a PIL image, as the
             released DRT code and most classification code resize.
         resize: ``(height, width)`` to resize to first (after ``resize_shorter``), or ``None``: ``Image.resize``
-            as the released BDL / AdaptSegNet loaders call it. Both resizes use Pillow, antialiased, in training
+            as the released BDL / AdaptSegNet loaders call it. Every resize uses Pillow, antialiased, in training
             and evaluation alike (``interpolation`` picks the filter; masks: Pillow nearest).
+        resize_within: ``(short, long)``: instead of ``resize``, scale keeping the aspect ratio to the largest size
+            whose sides fit (:func:`within_size`; mmseg's ``Resize(img_scale=(long, short))``, as DAFormer resizes its
+            source images; its resampling is OpenCV's bilinear without antialiasing).
         scale: random rescale range ``(lo, hi)`` applied after ``resize`` (e.g. ``(0.5, 1.5)``; OpenCV).
         crop: ``(height, width)`` random crop (padded with 0 / 255 first if the image is smaller);
             in ``train=False`` mode a centre crop.
+        cat_max_ratio: re-draw a training crop (up to 10 times) while one class covers ``>=`` this share of its
+            labelled pixels (:class:`~domadapt.data.balanced_crop.BalancedRandomCrop`, mmseg / DAFormer: 0.75);
+            1 = off.
         hflip: probability of a horizontal flip.
         color_jitter: strength of brightness/contrast/saturation jitter (hue gets a quarter); 0 = off.
         mean: per-channel mean in [0, 1] units for normalisation.
@@ -109,10 +132,17 @@ class Augment:
         train: bool = True,
         resize_shorter: int | None = None,
         full_resolution_mask: bool = False,
+        resize_within: tuple[int, int] | None = None,
+        cat_max_ratio: float = 1.0,
     ) -> None:
-        for name, v in (("resize", resize), ("crop", crop)):
+        for name, v in (("resize", resize), ("crop", crop), ("resize_within", resize_within)):
             if v is not None and (len(v) != 2 or min(v) <= 0):
                 raise ValueError(f"Augment.{name}: expected (height, width) of positive ints, got {v}")
+        if resize is not None and resize_within is not None:
+            raise ValueError(f"Augment.resize_within: give resize or resize_within, not both; got {resize} and "
+                             f"{resize_within}")
+        if not 0.0 < cat_max_ratio <= 1.0:
+            raise ValueError(f"Augment.cat_max_ratio: expected a share in (0, 1], got {cat_max_ratio}")
         if resize_shorter is not None and resize_shorter <= 0:
             raise ValueError(f"Augment.resize_shorter: expected a positive side length, got {resize_shorter}")
         if not 0.0 <= hflip <= 1.0:
@@ -125,7 +155,8 @@ class Augment:
         self.resize, self.scale, self.crop, self.hflip = resize, scale, crop, hflip
         self.color_jitter, self.mean, self.std = color_jitter, tuple(mean), tuple(std)
         self.interpolation, self.train, self.resize_shorter = interpolation, train, resize_shorter
-        self.full_resolution_mask = full_resolution_mask
+        self.full_resolution_mask, self.resize_within, self.cat_max_ratio = (full_resolution_mask, resize_within,
+                                                                              float(cat_max_ratio))
         self.pipeline = A.Compose(self._ops())
         self._table: torch.Tensor | None = None
 
@@ -136,6 +167,8 @@ class Augment:
             ops.append(PillowResize(side=self.resize_shorter, filter=_PIL_FILTER[self.interpolation]))
         if self.resize is not None:
             ops.append(PillowResize(size=tuple(self.resize), filter=_PIL_FILTER[self.interpolation]))
+        if self.resize_within is not None:
+            ops.append(PillowResize(within=tuple(self.resize_within), filter=_PIL_FILTER[self.interpolation]))
         if self.scale is not None and self.train:
             lo, hi = self.scale
             ops.append(A.RandomScale(scale_limit=(lo - 1.0, hi - 1.0), interpolation=interp,
@@ -143,7 +176,10 @@ class Augment:
         if self.crop is not None:
             h, w = self.crop
             ops.append(A.PadIfNeeded(h, w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=IGNORE_INDEX))
-            ops.append(A.RandomCrop(h, w) if self.train else A.CenterCrop(h, w))
+            if not self.train:
+                ops.append(A.CenterCrop(h, w))
+            else:
+                ops.append(BalancedRandomCrop(h, w, self.cat_max_ratio) if self.cat_max_ratio < 1 else A.RandomCrop(h, w))
         if self.train and self.hflip > 0:
             ops.append(A.HorizontalFlip(p=self.hflip))
         if self.train and self.color_jitter > 0:
@@ -158,7 +194,7 @@ class Augment:
         """Whether every output pixel depends only on the same input pixel's value and channel (normalisation
         alone: no resize, crop, rescale, flip or jitter acts)."""
         random_ops = self.scale is not None or self.hflip > 0 or self.color_jitter > 0
-        return (self.resize is None and self.resize_shorter is None and self.crop is None
+        return (self.resize is None and self.resize_shorter is None and self.resize_within is None and self.crop is None
                 and not (self.train and random_ops))
 
     def pixel_table(self) -> torch.Tensor | None:
@@ -186,7 +222,9 @@ class Augment:
         return self.pipeline(image=image, mask=mask)
 
     def __repr__(self) -> str:
-        return (f"Augment(resize_shorter={self.resize_shorter}, resize={self.resize}, scale={self.scale}, crop={self.crop}, hflip={self.hflip}, "
+        return (f"Augment(resize_shorter={self.resize_shorter}, resize={self.resize}, "
+                f"resize_within={self.resize_within}, scale={self.scale}, crop={self.crop}, "
+                f"cat_max_ratio={self.cat_max_ratio}, hflip={self.hflip}, "
                 f"color_jitter={self.color_jitter}, train={self.train}, "
                 f"full_resolution_mask={self.full_resolution_mask})")
 
@@ -197,7 +235,7 @@ class Augment:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({"resize_within": None, "cat_max_ratio": 1.0, **state})  # pickles of older versions
         self._table = None
         self.pipeline = A.Compose(self._ops())
 

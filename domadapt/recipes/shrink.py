@@ -2,7 +2,7 @@
 
 :func:`shrink` walks a recipe (or a pipeline stage's options) and changes exactly what a smoke run
 changes: every dataset reads at most ``images`` samples, every image size (``resize``, ``crop``, ``size``,
-``output_size``, ``resize_shorter``) is multiplied by ``scale``, so are lengths in pixels of the training crop
+``output_size``, ``resize_within``, ``resize_shorter``) is multiplied by ``scale``, so are lengths in pixels of the training crop
 (``psweight_ignore_top`` / ``_bottom``, ``mic_block``; at least 1) and, by ``scale²``, pixel counts
 (``rcs_min_pixels``; at least 1), batch sizes are capped
 at ``images``, loader workers at :data:`MAX_WORKERS`, and network weights that would need a download
@@ -18,7 +18,7 @@ from typing import Any
 
 from domadapt.data.roots import is_dataset
 
-SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size"})  # (height, width) pairs
+SIZE_KEYS = frozenset({"resize", "crop", "size", "output_size", "resize_within"})  # (height, width) pairs
 SIDE_KEYS = frozenset({"resize_shorter"})  # one side length
 LENGTH_KEYS = frozenset({"psweight_ignore_top", "psweight_ignore_bottom", "mic_block"})  # pixels of a crop, no floor
 AREA_KEYS = frozenset({"rcs_min_pixels"})  # pixel counts in the labels as stored
