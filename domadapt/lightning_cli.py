@@ -67,6 +67,9 @@ class DomadaptCLI(LightningCLI):
         if logging and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         kwargs["callbacks"] = callbacks
+        strategy = unused_parameter_strategy(kwargs.get("strategy", cfg["trainer"].get("strategy")), self.model)
+        if strategy is not None:
+            kwargs["strategy"] = strategy
         return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:
@@ -103,6 +106,24 @@ class DomadaptCLI(LightningCLI):
                 cfg["weights_only"] = True  # domadapt's checkpoints hold tensors and plain types only
             if found is None:
                 print(f"domadapt: no checkpoint in {root / 'checkpoints'} yet; training from the start", file=sys.stderr)
+
+
+def unused_parameter_strategy(strategy: Any, model: Any) -> str | None:
+    """``"ddp"`` / ``"ddp_spawn"`` with unused-parameter detection when ``model`` steps its optimisers itself, else
+    ``None`` (leave the strategy as configured).
+
+    A method with manual optimisation (GAN-style ``OutputSpaceAdversarial`` / ``AdvEnt``, ``MCD``, ``Translation``)
+    backpropagates several losses per batch, each reaching only part of the parameters; plain DDP then stops at the
+    next step ("parameters that were not used in producing the loss"). Lightning's ``*_find_unused_parameters_true``
+    strategies handle it; an explicitly configured ``DDPStrategy`` object is left as it is.
+    """
+    if not isinstance(strategy, str) or strategy not in ("ddp", "ddp_spawn"):
+        return None
+    if getattr(model, "automatic_optimization", True):
+        return None
+    print(f"domadapt: {type(model).__name__} steps its optimisers itself; DDP runs with unused-parameter detection "
+          f"(strategy {strategy}_find_unused_parameters_true)", file=sys.stderr)
+    return f"{strategy}_find_unused_parameters_true"
 
 
 def _next_version(path: Path) -> str:

@@ -77,3 +77,11 @@ def run_domadapt(args: list[str], kill: str | None = None,
     entry = "tests.core.kill_writes" if kill_writes else "domadapt"
     return subprocess.run([sys.executable, "-m", entry, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
+
+class SaveRankState(pl.Callback):
+    """At the end of training each process writes its module's parameters (``named_parameters``, frozen ones such as
+    an EMA teacher's included) to ``rank<r>.pt`` in the run folder (a DDP run's ranks can then be compared)."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.named_parameters()}
+        torch.save(state, Path(trainer.default_root_dir, f"rank{trainer.global_rank}.pt"))
