@@ -207,6 +207,10 @@ class DACS(DomainAdaptationModule):
             self.log_train(f"train/{k}", v)
         return value
 
+    def source_output(self, x: torch.Tensor) -> NetOutput:
+        """The student's output on the source images of the supervised term (a subclass may keep more of the pass)."""
+        return self.net_output(x)
+
     def masked_loss(self, image_t: torch.Tensor, labels_t: torch.Tensor, weight_t: torch.Tensor,
                     mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
         """MIC's term ``mean_i q_i CE(f(A(x_t) ⊙ K)_i, ŷ_t,i)`` (module docstring)."""
@@ -223,7 +227,7 @@ class DACS(DomainAdaptationModule):
         mean, std = self.normalisation()
         xs_in = self.augment(xs, mean, std) if self.hparams.source_augment else xs
         if self.alignment is None:
-            out_s = self.net_output(xs_in)
+            out_s = self.source_output(xs_in)
             terms = {"task": self.task_loss(out_s.logits, ys)}
         else:
             out_s, out_t = self.forward_domains(xs_in, xt)

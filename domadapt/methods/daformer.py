@@ -20,8 +20,9 @@ Per batch, with :class:`~domadapt.methods.DACS`'s objective (EMA teacher ``α = 
   decoder on each target batch's statistics; DAFormer@e6f6e04 mmseg/models/uda/dacs.py:263-270).
 
 Rare-class sampling is the DataModule's ``source_sampling: rare_class`` (:mod:`domadapt.data.rare_class`).
-``L_FD`` is computed on a second forward of the student's encoder over the source images (DAFormer reuses the features
-of the source forward): the same value and gradient up to drop-path draws, at the cost of one more encoder forward.
+``L_FD`` reads the last encoder stage of the supervised source pass (``forward_with_encoder``), as DAFormer does; a
+network without that method (or ``source_augment``, where the supervised pass sees augmented images) gets a second
+encoder pass over the plain source images.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import nn
 
 from domadapt.losses.feature_distance import CITYSCAPES_THINGS, ImageNetFeatureDistance
 from domadapt.methods.dacs import DACS, MixMask, Weighting
+from domadapt.structures import NetOutput
 
 
 class DAFormer(DACS):
@@ -84,6 +86,7 @@ class DAFormer(DACS):
                          saturation=saturation, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
                          teacher_mode="eval" if teacher_mode == "eval" else "train", **kwargs)
         self.teacher.mode = teacher_mode
+        self._source_encoder: torch.Tensor | None = None  # the source pass's last encoder stage, for FD
         self.feature_distance, self.fd_status = self._build_feature_distance(net, fd_weight, fd_classes,
                                                                              fd_scale_min_ratio)
 
@@ -120,13 +123,24 @@ class DAFormer(DACS):
         return q
 
     # ------------------------------------------------------------------ training
+    def source_output(self, x: torch.Tensor) -> NetOutput:
+        """With FD on, the source pass also keeps its last encoder stage for FD (``forward_with_encoder``), as DAFormer
+        reuses the supervised forward's features instead of a second encoder pass."""
+        if self.feature_distance is None or not callable(getattr(self.net, "forward_with_encoder", None)):
+            return super().source_output(x)
+        out, self._source_encoder = self.net.forward_with_encoder(x)
+        return out
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._source_encoder = None
         loss = super().training_step(batch, batch_idx)
         if self.feature_distance is None:
             return loss
         src = batch["source"]
         xs = src["image"]
-        fd = self.feature_distance(self.net.encoder_features(xs), xs, self.ground_truth(src))
+        kept, self._source_encoder = self._source_encoder, None
+        reusable = kept is not None and not self.hparams.source_augment  # the features of the plain source images
+        fd = self.feature_distance(kept if reusable else self.net.encoder_features(xs), xs, self.ground_truth(src))
         self.check_finite({"fd": fd})
         self.log_terms({"loss_fd": fd}, batch_size=xs.shape[0])
         return loss + fd

@@ -239,6 +239,11 @@ class DeepLabV2(nn.Module):
         """Main output only; see the class docstring for shapes."""
         return self.forward_levels(x)[0]
 
+    def forward_with_encoder(self, x: torch.Tensor) -> tuple[NetOutput, torch.Tensor]:
+        """:meth:`forward` and its layer4 features, :meth:`encoder_features` from the same pass."""
+        out = self.forward_levels(x)[0]
+        return out, out.features
+
     def param_groups(self, lr_mult_head: float = 10.0) -> list[dict]:
         """Backbone (trainable parameters only) at 1x, ASPP classifier(s) at ``lr_mult_head`` x (10 in BDL)."""
         heads = [self.layer5, self.layer6] if self.multi_level else [self.layer5]

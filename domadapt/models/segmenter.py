@@ -126,6 +126,11 @@ class SmpSegmenter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         """Segment ``x``; see the class docstring for shapes."""
+        return self.forward_with_encoder(x)[0]
+
+    def forward_with_encoder(self, x: torch.Tensor) -> tuple[NetOutput, torch.Tensor]:
+        """:meth:`forward` and, from the same pass, :meth:`encoder_features` (DAFormer's feature distance reads the
+        source forward's encoder, DAFormer@e6f6e04 mmseg/models/uda/dacs.py:226-238)."""
         h, w = x.shape[-2:]
         m = self.input_multiple
         if h % m or w % m:
@@ -137,7 +142,8 @@ class SmpSegmenter(nn.Module):
         logits = self.segmentation_head(features)  # (N, K, H, W) for every smp head with a divisible input
         if logits.shape[-2:] != (h, w):
             logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        return NetOutput(logits, features)
+        last = (encoded[0] if isinstance(encoded, tuple) else encoded)[-1]
+        return NetOutput(logits, features), last
 
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's last (deepest) stage, what DAFormer's ImageNet feature distance compares.

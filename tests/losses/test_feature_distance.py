@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from domadapt.structures import NetOutput
 from domadapt.losses.feature_distance import (
     CITYSCAPES_THINGS,
     ImageNetFeatureDistance,
@@ -59,6 +60,10 @@ class FakeImageNetNet(TinySegNet):
 
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.avg_pool2d(self.body(x), 4)
+
+    def forward_with_encoder(self, x: torch.Tensor):
+        f = self.body(x)
+        return NetOutput(self.head(f), f), torch.nn.functional.avg_pool2d(f, 4)
 
 
 def test_feature_distance_is_lambda_times_thing_pixel_mean_against_the_frozen_copy():

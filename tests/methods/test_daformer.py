@@ -60,6 +60,26 @@ def test_fd_on_adds_its_term_and_trains(tmp_path, caplog):
     assert any(not torch.equal(p, q) for p, q in zip(module.net.parameters(), reference.parameters()))
 
 
+@pytest.mark.parametrize("source_augment", [False, True])
+def test_fd_reads_the_encoder_of_the_supervised_source_pass(source_augment):
+    """As released: one student pass over the source images gives the source loss and FD's features (a second
+    encoder pass only when the supervised pass saw augmented images)."""
+    torch.manual_seed(0)
+    module = DAFormer(FakeImageNetNet(), fd_classes=None, psweight_ignore_top=0, psweight_ignore_bottom=0,
+                      source_augment=source_augment, input_mean=(0.5,) * 3, input_std=(0.25,) * 3)
+    calls, features = [], []
+    module.net.body.register_forward_hook(lambda *_: calls.append(1))
+    original = module.feature_distance.forward
+    module.feature_distance.forward = lambda f, *a: features.append(f) or original(f, *a)
+    batch = {"source": {"image": torch.randn(2, 3, 16, 24), "mask": torch.randint(0, 4, (2, 16, 24))},
+             "target": {"image": torch.randn(2, 3, 16, 24)}}
+    loss = module.training_step(batch, 0)
+    assert len(calls) == (3 if source_augment else 2)  # source (+ plain source for FD), mixed
+    torch.testing.assert_close(features[0], module.net.encoder_features(batch["source"]["image"]))
+    loss.backward()
+    assert module.net.body[0].weight.grad.abs().sum() > 0
+
+
 def test_pseudo_weight_margins_zero_the_top_and_bottom_rows():
     module = DAFormer(tiny_net("segmentation"), psweight_ignore_top=2, psweight_ignore_bottom=3, weighting="none")
     q = module.confidence_weight(torch.ones(2, 10, 4))
