@@ -8,8 +8,12 @@ augments every mixed image with
 * a Gaussian blur with probability 0.5: ``σ ~ U(0.15, 1.15)``, kernel side ``≈ 0.1 ×`` the image side (odd).
 
 Ours is not a transcription of kornia's operations: it uses torchvision-style formulas (multiplicative brightness,
-contrast about the mean grey value; kornia adds the brightness and scales contrast without centring), and each image
-draws its own decisions and strengths (the released code draws once per iteration for both mixed images). Per
+contrast about the mean grey value; kornia adds the brightness and scales contrast without centring). Strengths are
+drawn per image; whether an image is jittered / blurred too (``decisions="image"``), or once for the whole batch
+(``decisions="batch"``: the released DACS, DAFormer and MIC draw ``U(0, 1)`` once per iteration against ``p`` for every
+image they augment: DACS@cc6a87f trainUDA.py:445-456, DAFormer@e6f6e04 mmseg/models/uda/dacs.py:223-231 with
+mmseg/models/utils/dacs_transforms.py:52-75, MIC@2f932a9 seg/mmseg/models/uda/masking_consistency_module.py:120-130).
+Per
 image, in ``[0, 1]`` units (the batch is de-normalised with ``mean`` / ``std`` first and normalised again after),
 with ``g(x)`` the grey value ``0.299 r + 0.587 g + 0.114 b``::
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +118,8 @@ class StrongAugment:
         blur_sigma: ``(low, high)`` of ``σ``, in pixels.
         channel_shuffle_p: probability of a random permutation of the colour channels.
         invert_p: probability of ``x ← 1 − x``.
+        decisions: ``"image"``: each image decides by itself whether an operation applies; ``"batch"``: one decision
+            per operation for the whole batch (the released DACS / DAFormer / MIC).
     """
 
     jitter: float = 0.25
@@ -123,8 +130,11 @@ class StrongAugment:
     blur_sigma: tuple[float, float] = (0.15, 1.15)
     channel_shuffle_p: float = 0.0
     invert_p: float = 0.0
+    decisions: Literal["image", "batch"] = "image"
 
     def __post_init__(self) -> None:
+        if self.decisions not in ("image", "batch"):
+            raise ValueError(f"StrongAugment.decisions: expected 'image' or 'batch', got {self.decisions!r}")
         for name in ("jitter_p", "blur_p", "channel_shuffle_p", "invert_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"StrongAugment.{name}: expected a probability in [0, 1], got {getattr(self, name)}")
@@ -134,6 +144,10 @@ class StrongAugment:
             raise ValueError(f"StrongAugment.saturation: expected a strength in [0, 1] or None, got {self.saturation}")
         if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
             raise ValueError(f"StrongAugment.blur_sigma: expected 0 < low <= high, got {self.blur_sigma}")
+
+    def _chosen(self, n: int, p: float, like: Tensor) -> Tensor:
+        """``(n, 1, 1, 1)`` bool: the images an operation of probability ``p`` touches (per :attr:`decisions`)."""
+        return _chosen(n, p, like) if self.decisions == "image" else _chosen(1, p, like).expand(n, 1, 1, 1)
 
     def __call__(self, x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
         """Augment ``x`` (normalised with ``mean`` / ``std``, in ``[0, 1]`` units); same shape, dtype, normalisation
@@ -148,7 +162,7 @@ class StrongAugment:
         y = (x.float() * s.float() + m.float()).clamp(0, 1)
         n = y.shape[0]
         if self.jitter_p > 0 and (self.jitter > 0 or self.hue > 0 or self.saturation):
-            on = _chosen(n, self.jitter_p, y)
+            on = self._chosen(n, self.jitter_p, y)
             j = self.jitter
             z = (y * _uniform(n, 1 - j, 1 + j, y)).clamp(0, 1)
             mu = _grey(z).mean((2, 3), keepdim=True)
@@ -162,14 +176,14 @@ class StrongAugment:
         if self.channel_shuffle_p > 0:
             perm = torch.argsort(torch.rand(n, 3, device=y.device), 1)
             shuffled = torch.gather(y, 1, perm[:, :, None, None].expand_as(y))
-            y = torch.where(_chosen(n, self.channel_shuffle_p, y), shuffled, y)
+            y = torch.where(self._chosen(n, self.channel_shuffle_p, y), shuffled, y)
         if self.invert_p > 0:
-            y = torch.where(_chosen(n, self.invert_p, y), 1 - y, y)
+            y = torch.where(self._chosen(n, self.invert_p, y), 1 - y, y)
         if self.blur_p > 0:
             lo, hi = self.blur_sigma
             sigma = _uniform(n, lo, hi, y).view(n)
             blurred = gaussian_blur(y, sigma, blur_kernel_side(*y.shape[-2:]))
-            y = torch.where(_chosen(n, self.blur_p, y), blurred, y)
+            y = torch.where(self._chosen(n, self.blur_p, y), blurred, y)
         out = ((y - m.float()) / s.float()).to(x.dtype)
         channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out  # the input's layout

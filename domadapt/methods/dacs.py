@@ -74,6 +74,8 @@ class DACS(DomainAdaptationModule):
         mix: ``"auto"``, ``"class"``, ``"cut"`` or ``"none"`` (module docstring).
         jitter, saturation, hue, jitter_p, blur_p, channel_shuffle_p, invert_p: the strong augmentation of mixed
             images (:class:`~domadapt.layers.strong_augment.StrongAugment`; DACS: 0.25, None, 0.25, 0.8, 0.5, 0, 0).
+        augment_decisions: whether each image decides by itself if it is jittered / blurred (``"image"``) or one
+            draw per iteration decides for all (``"batch"``, the released DACS / DAFormer / MIC).
         mic_weight: ``λ_m`` of the masked image consistency term (0 = off; MIC: 1).
         mic_block: block side ``b`` of the MIC masks, in pixels of the training input (MIC: 64 for segmentation,
             32 at 224 px for classification).
@@ -97,7 +99,8 @@ class DACS(DomainAdaptationModule):
                  weighting: Weighting = "quality", mix: MixMask = "auto", jitter: float = 0.25,
                  saturation: float | None = None, hue: float = 0.25,
                  jitter_p: float = 0.8, blur_p: float = 0.5, channel_shuffle_p: float = 0.0, invert_p: float = 0.0,
-                 mic_weight: float = 0.0, mic_block: int = 64, mic_ratio: float = 0.7,
+                 augment_decisions: Literal["image", "batch"] = "image", mic_weight: float = 0.0, mic_block: int = 64,
+                 mic_ratio: float = 0.7,
                  alignment: AlignmentLoss | None = None, alignment_weight: float = 1.0, source_augment: bool = False,
                  augment_before_mix: bool = False, input_mean: tuple[float, float, float] | None = None,
                  input_std: tuple[float, float, float] | None = None,
@@ -123,7 +126,8 @@ class DACS(DomainAdaptationModule):
             raise ValueError("DACS.mix: 'class' (ClassMix) needs label maps; a classification network takes 'cut' "
                              "or 'none'")
         self.augment = StrongAugment(jitter=jitter, saturation=saturation, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
-                                     channel_shuffle_p=channel_shuffle_p, invert_p=invert_p)
+                                     channel_shuffle_p=channel_shuffle_p, invert_p=invert_p,
+                                     decisions=augment_decisions)
         self.teacher = EMATeacher(net, ema_decay, warmup=ema_warmup, average_start=ema_warmup_start,
                                   mode=teacher_mode)
         self._normalisation = (tuple(input_mean), tuple(input_std)) if input_mean and input_std else None

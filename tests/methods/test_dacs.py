@@ -67,6 +67,27 @@ def test_inversion_and_channel_shuffle():
         assert sorted(a.flatten(1).tolist()) == sorted(b.flatten(1).tolist())
 
 
+@pytest.mark.parametrize("decisions", ["image", "batch"])
+def test_apply_decisions_per_image_or_once_per_batch(decisions):
+    """Released DACS / DAFormer / MIC: one U(0, 1) per iteration decides for every image; strengths stay per image."""
+    x01 = torch.rand(64, 3, 4, 4)
+    mixed = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = StrongAugment(jitter_p=0.0, blur_p=0.0, invert_p=0.5, decisions=decisions)(x01, (0.0,) * 3, (1.0,) * 3)
+        inverted = torch.isclose(out, 1 - x01, atol=1e-6).flatten(1).all(1)
+        assert inverted.any() or torch.equal(out, x01)
+        mixed += bool(inverted.any() and not inverted.all())
+    assert mixed == (20 if decisions == "image" else 0)
+    torch.manual_seed(0)
+    jittered = StrongAugment(jitter=0.5, hue=0.0, jitter_p=1.0, blur_p=0.0, decisions=decisions)(x01, (0.0,) * 3,
+                                                                                                 (1.0,) * 3)
+    ratios = (jittered.flatten(1).mean(1) / x01.flatten(1).mean(1))
+    assert ratios.std() > 0.05  # each image its own brightness / contrast / saturation
+    with pytest.raises(ValueError, match="StrongAugment.decisions"):
+        StrongAugment(decisions="pixel")
+
+
 def test_gaussian_blur_matches_a_numpy_separable_convolution():
     x = torch.rand(2, 3, 9, 11, dtype=torch.float64)
     sigma = torch.tensor([0.5, 1.1], dtype=torch.float64)
