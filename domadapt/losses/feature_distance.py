@@ -92,7 +92,7 @@ class ImageNetFeatureDistance(nn.Module):
         super().__init__()
         if not callable(getattr(net, "encoder_features", None)):
             raise TypeError(f"ImageNetFeatureDistance.net: {type(net).__name__} has no encoder_features(x); expected "
-                            "SmpSegmenter, DeepLabV2 or a network offering its last encoder stage")
+                            "DAFormerSegmenter, SmpSegmenter, DeepLabV2 or a network offering its last encoder stage")
         self.reference = copy.deepcopy(net)
         for p in self.reference.parameters():
             p.requires_grad_(False)

@@ -12,6 +12,8 @@ from torch import nn
 
 from domadapt.listing import package_subclasses
 from domadapt.models.classifier import ResNetClassifier
+from domadapt.models.daformer_head import DAFormerHead
+from domadapt.models.daformer_segmenter import DAFormerSegmenter
 from domadapt.models.deeplabv2 import ASPPV2, DeepLabV2
 from domadapt.models.digits import DigitsNet
 from domadapt.models.dynamic_resnet import DynamicDigitsNet, DynamicResNet
@@ -25,6 +27,8 @@ MODELS: dict[str, type] = package_subclasses(
 
 __all__ = [
     "ASPPV2",
+    "DAFormerHead",
+    "DAFormerSegmenter",
     "MODELS",
     "DeepLabV2",
     "DigitsNet",

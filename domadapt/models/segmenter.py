@@ -4,11 +4,17 @@ smp models are ``encoder -> decoder -> segmentation_head``. :class:`SmpSegmenter
 :func:`segmentation_models_pytorch.create_model` and keeps the three parts as its own children
 (so its state dict has exactly smp's key names) and runs them itself, because alignment needs the
 decoder output that ``smp``'s ``forward`` does not return.
+
+This module is the only one that imports smp: networks that put their own head on an smp encoder
+(:class:`~domadapt.models.daformer_segmenter.DAFormerSegmenter`) build it with :func:`mit_encoder`, and share
+:func:`imagenet_shorthand`, :func:`holds_imagenet_encoder` and :func:`build_smp` (one-line errors) with
+:class:`SmpSegmenter`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import segmentation_models_pytorch as smp
 import torch
@@ -16,8 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from domadapt.models.groups import backbone_head_groups
-from domadapt.models.weights import download_failed, load_weights
+from domadapt.models.weights import NO_WEIGHTS, download_failed, load_weights
 from domadapt.structures import NetOutput, Task
+
+_T = TypeVar("_T")
 
 
 def smp_architectures() -> list[str]:
@@ -42,6 +50,59 @@ def _check_names(arch: str, encoder_name: str) -> None:
         raise ValueError(
             f"unknown smp encoder_name {encoder_name!r}; expected 'tu-<timm model>' or one of {smp_encoders()}"
         )
+
+
+def imagenet_shorthand(encoder_weights: str | None, weights: str | None) -> tuple[str | None, str | None]:
+    """``(encoder_weights, weights)`` with ``weights="imagenet"`` read as ``encoder_weights="imagenet"`` (no file),
+    and ``encoder_weights`` spelled ``"None"`` / ``"null"`` (jsonargparse may hand a nested ``null`` over so) as
+    ``None``."""
+    if encoder_weights is not None and str(encoder_weights).strip().lower() in NO_WEIGHTS:
+        encoder_weights = None
+    if weights == "imagenet":
+        return encoder_weights or "imagenet", None
+    return encoder_weights, weights
+
+
+def holds_imagenet_encoder(encoder_weights: str | None, weights: str | None) -> bool:
+    """Whether an encoder built with these arguments holds ImageNet weights: smp's ``imagenet*`` encoder weights and
+    no local ``weights`` file (a file may hold anything). DAFormer's ImageNet feature distance needs it."""
+    return bool(encoder_weights) and str(encoder_weights).startswith("imagenet") and weights is None
+
+
+def build_smp(make: Callable[[], _T], who: str, encoder_name: str, encoder_weights: str | None) -> _T:
+    """``make()`` (an smp constructor call) with smp's errors turned into one-line ones.
+
+    Raises:
+        ValueError: smp's "wrong pretrained weights" ``KeyError``, prefixed with ``who``.
+        RuntimeError: the encoder weights could not be downloaded (:func:`~domadapt.models.weights.download_failed`).
+    """
+    try:
+        return make()
+    except KeyError as exc:  # smp's "wrong pretrained weights" error
+        raise ValueError(f"{who}: {exc.args[0]}") from None
+    except (OSError, RuntimeError) as exc:
+        if encoder_weights is None:
+            raise
+        raise download_failed(f"{encoder_weights} weights for smp encoder {encoder_name}", exc) from exc
+
+
+def mit_encoder(encoder_name: str, encoder_weights: str | None, who: str) -> nn.Module:
+    """smp's Mix Transformer encoder ``encoder_name`` (``"mit_b0"`` ... ``"mit_b5"``), for networks that put their own
+    head on it (:class:`~domadapt.models.daformer_segmenter.DAFormerSegmenter`).
+
+    Its forward returns 6 maps: the input, an empty ``(N, 0, H/2, W/2)`` placeholder (smp's stage count), then MiT's
+    4 stages ``(N, C_i, H/s_i, W/s_i)`` at strides ``s_i`` 4, 8, 16, 32 with ``C_i = out_channels[2:]``
+    (32, 64, 160, 256 for b0; 64, 128, 320, 512 for b1-b5).
+
+    Raises:
+        ValueError: ``encoder_name`` is not a MiT encoder (one line, listing them), or unknown weights name.
+        RuntimeError: the encoder weights could not be downloaded.
+    """
+    mits = [name for name in smp_encoders() if name.startswith("mit_")]
+    if encoder_name not in mits:
+        raise ValueError(f"{who}: encoder_name={encoder_name!r} is not a Mix Transformer; expected one of {mits}")
+    return build_smp(lambda: smp.encoders.get_encoder(encoder_name, weights=encoder_weights), who, encoder_name,
+                     encoder_weights)
 
 
 class SmpSegmenter(nn.Module):
@@ -92,18 +153,15 @@ class SmpSegmenter(nn.Module):
                 raise ValueError(f"SmpSegmenter: {key}= is not supported (use num_classes; logits stay raw)")
             smp_kwargs.pop(key, None)
         _check_names(arch, encoder_name)
-        if weights == "imagenet":
-            encoder_weights, weights = encoder_weights or "imagenet", None
-        try:
-            model = smp.create_model(
+        encoder_weights, weights = imagenet_shorthand(encoder_weights, weights)
+        model = build_smp(
+            lambda: smp.create_model(
                 arch, encoder_name=encoder_name, encoder_weights=encoder_weights, classes=num_classes, **smp_kwargs
-            )
-        except KeyError as exc:  # smp's "wrong pretrained weights" error
-            raise ValueError(f"SmpSegmenter({arch}, {encoder_name}): {exc.args[0]}") from None
-        except (OSError, RuntimeError) as exc:
-            if encoder_weights is None:
-                raise
-            raise download_failed(f"{encoder_weights} weights for smp encoder {encoder_name}", exc) from exc
+            ),
+            f"SmpSegmenter({arch}, {encoder_name})",
+            encoder_name,
+            encoder_weights,
+        )
         self.encoder = model.encoder
         self.decoder = model.decoder
         self.segmentation_head = model.segmentation_head
@@ -115,7 +173,7 @@ class SmpSegmenter(nn.Module):
         self.arch = type(model).__name__
         #: whether the encoder holds ImageNet weights as built: smp's ``imagenet`` encoder weights and no local
         #: ``weights`` file (a file may hold anything); DAFormer's ImageNet feature distance needs it.
-        self.imagenet_encoder = bool(encoder_weights) and str(encoder_weights).startswith("imagenet") and weights is None
+        self.imagenet_encoder = holds_imagenet_encoder(encoder_weights, weights)
         load_weights(
             self,
             weights,

@@ -18,6 +18,10 @@ SMALL: dict[str, tuple[dict, tuple[int, ...]]] = {
         (2, 3, 64, 64),
     ),
     "DeepLabV2": ({"backbone": "resnet50", "num_classes": 5}, (1, 3, 33, 33)),
+    "DAFormerSegmenter": (
+        {"encoder_name": "mit_b0", "num_classes": 5, "encoder_weights": None, "embed_dims": 32},
+        (2, 3, 64, 64),
+    ),
     "DynamicResNet": ({"arch": "resnet18", "num_classes": 7, "bottleneck_dim": 16}, (2, 3, 32, 32)),
     "DynamicDigitsNet": ({"num_classes": 10, "num_features": 24}, (4, 3, 32, 32)),
 }
