@@ -179,7 +179,8 @@ class Augment:
             if not self.train:
                 ops.append(A.CenterCrop(h, w))
             else:
-                ops.append(BalancedRandomCrop(h, w, self.cat_max_ratio) if self.cat_max_ratio < 1 else A.RandomCrop(h, w))
+                balanced = self.cat_max_ratio < 1
+                ops.append(BalancedRandomCrop(h, w, self.cat_max_ratio) if balanced else A.RandomCrop(h, w))
         if self.train and self.hflip > 0:
             ops.append(A.HorizontalFlip(p=self.hflip))
         if self.train and self.color_jitter > 0:

@@ -14,8 +14,9 @@ Per batch, with :class:`~domadapt.methods.DACS`'s objective (EMA teacher ``α = 
   over source feature pixels of thing classes, between the student's last encoder stage and that of a frozen copy of
   the network made at construction, when the encoder still holds its ImageNet weights (DAFormer@e6f6e04
   mmseg/models/uda/dacs.py:153-189,248-253). It is on only for a network that says its encoder holds ImageNet
-  weights (``net.imagenet_encoder``: DAFormerSegmenter or SmpSegmenter with ``encoder_weights: imagenet`` and no local
-  ``weights`` file, DeepLabV2 with ``weights: imagenet``); otherwise the run says in one line at its start that FD is off.
+  weights (``net.imagenet_encoder``: DAFormerSegmenter or SmpSegmenter with ``encoder_weights: imagenet`` and no
+  local ``weights`` file, DeepLabV2 with ``weights: imagenet``); otherwise the run says in one line at its start that
+  FD is off.
 * The teacher runs in train mode with dropout and drop-path off (``teacher_mode="train_no_dropout"``: BatchNorm of the
   decoder on each target batch's statistics; DAFormer@e6f6e04 mmseg/models/uda/dacs.py:263-270).
 

@@ -188,7 +188,7 @@ class SmpSegmenter(nn.Module):
 
     def forward_with_encoder(self, x: torch.Tensor) -> tuple[NetOutput, torch.Tensor]:
         """:meth:`forward` and, from the same pass, :meth:`encoder_features` (DAFormer's feature distance reads the
-        source forward's encoder, DAFormer@e6f6e04 mmseg/models/uda/dacs.py:226-238)."""
+        source forward's encoder, DAFormer@e6f6e04 mmseg/models/uda/dacs.py:233-251)."""
         h, w = x.shape[-2:]
         m = self.input_multiple
         if h % m or w % m:

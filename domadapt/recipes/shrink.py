@@ -2,10 +2,9 @@
 
 :func:`shrink` walks a recipe (or a pipeline stage's options) and changes exactly what a smoke run
 changes: every dataset reads at most ``images`` samples, every image size (``resize``, ``crop``, ``size``,
-``output_size``, ``resize_within``, ``resize_shorter``) is multiplied by ``scale``, so are lengths in pixels of the training crop
-(``psweight_ignore_top`` / ``_bottom``, ``mic_block``; at least 1) and, by ``scale²``, pixel counts
-(``rcs_min_pixels``; at least 1), batch sizes are capped
-at ``images``, loader workers at :data:`MAX_WORKERS`, and network weights that would need a download
+``output_size``, ``resize_within``, ``resize_shorter``) is multiplied by ``scale``, so are lengths in pixels of the
+training crop (``psweight_ignore_top`` / ``_bottom``, ``mic_block``; at least 1) and, by ``scale²``, pixel counts
+(``rcs_min_pixels``; at least 1), batch sizes are capped at ``images``, loader workers at :data:`MAX_WORKERS`, and network weights that would need a download
 (``weights: imagenet``) become a random initialisation. Each change of the last kind is reported, so the smoke
 output can say so.
 """
