@@ -211,9 +211,19 @@ class DACS(DomainAdaptationModule):
             self.log_train(f"train/{k}", v)
         return value
 
-    def source_output(self, x: torch.Tensor) -> NetOutput:
-        """The student's output on the source images of the supervised term (a subclass may keep more of the pass)."""
-        return self.net_output(x)
+    def source_terms(self, image: torch.Tensor, image_in: torch.Tensor, labels: torch.Tensor,
+                     out: NetOutput | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of the supervised source pass, each added to the loss as it is: ``{"task": CE}`` (a subclass
+        may add terms read from the same pass).
+
+        Args:
+            image: ``(N, 3, H, W)`` the plain source images.
+            image_in: the images the student sees (``image`` strongly augmented with ``source_augment``).
+            labels: their labels.
+            out: the student's output on ``image_in`` when already computed (the joint pass of ``alignment``).
+        """
+        out = self.net_output(image_in) if out is None else out
+        return {"task": self.task_loss(out.logits, labels)}
 
     def masked_loss(self, image_t: torch.Tensor, labels_t: torch.Tensor, weight_t: torch.Tensor,
                     mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -231,11 +241,11 @@ class DACS(DomainAdaptationModule):
         mean, std = self.normalisation()
         xs_in = self.augment(xs, mean, std) if self.hparams.source_augment else xs
         if self.alignment is None:
-            out_s = self.source_output(xs_in)
-            terms = {"task": self.task_loss(out_s.logits, ys)}
+            terms = self.source_terms(xs, xs_in, ys)
         else:
             out_s, out_t = self.forward_domains(xs_in, xt)
-            terms = {"task": self.task_loss(out_s.logits, ys), "align": self.alignment_loss(out_s, out_t)}
+            terms = {**self.source_terms(xs, xs_in, ys, out_s), "align": self.alignment_loss(out_s, out_t)}
+        source = [v for k, v in terms.items() if k != "align"]
 
         teacher_logits = self._at_image_size(self.teacher(xt).logits, xt)
         confidence, labels_t = teacher_logits.float().softmax(1).max(1)
@@ -254,7 +264,7 @@ class DACS(DomainAdaptationModule):
             terms["masked"] = self.masked_loss(xt, labels_t, weight_t, mean, std)
 
         w = self.adaptation_coefficient()
-        loss = terms["task"] + w * terms["mix"]
+        loss = sum(source) + w * terms["mix"]
         if "masked" in terms:
             loss = loss + self.hparams.mic_weight * terms["masked"]
         if "align" in terms:

@@ -87,7 +87,6 @@ class DAFormer(DACS):
                          saturation=saturation, hue=hue, jitter_p=jitter_p, blur_p=blur_p,
                          teacher_mode="eval" if teacher_mode == "eval" else "train", **kwargs)
         self.teacher.mode = teacher_mode
-        self._source_encoder: torch.Tensor | None = None  # the source pass's last encoder stage, for FD
         self.feature_distance, self.fd_status = self._build_feature_distance(net, fd_weight, fd_classes,
                                                                              fd_scale_min_ratio)
 
@@ -124,27 +123,22 @@ class DAFormer(DACS):
         return q
 
     # ------------------------------------------------------------------ training
-    def source_output(self, x: torch.Tensor) -> NetOutput:
-        """With FD on, the source pass also keeps its last encoder stage for FD (``forward_with_encoder``), as DAFormer
-        reuses the supervised forward's features instead of a second encoder pass."""
-        if self.feature_distance is None or not callable(getattr(self.net, "forward_with_encoder", None)):
-            return super().source_output(x)
-        out, self._source_encoder = self.net.forward_with_encoder(x)
-        return out
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        self._source_encoder = None
-        loss = super().training_step(batch, batch_idx)
+    def source_terms(self, image: torch.Tensor, image_in: torch.Tensor, labels: torch.Tensor,
+                     out: NetOutput | None = None) -> dict[str, torch.Tensor]:
+        """DACS's source term and, with FD on, ``{"fd": L_FD}`` read from the last encoder stage of the same pass
+        (``forward_with_encoder``), as DAFormer reuses the supervised forward's features; a second encoder pass over
+        the plain images only when that pass saw other images or is already done (``source_augment``, ``alignment``)
+        or the network has no ``forward_with_encoder``."""
         if self.feature_distance is None:
-            return loss
-        src = batch["source"]
-        xs = src["image"]
-        kept, self._source_encoder = self._source_encoder, None
-        reusable = kept is not None and not self.hparams.source_augment  # the features of the plain source images
-        fd = self.feature_distance(kept if reusable else self.net.encoder_features(xs), xs, self.ground_truth(src))
-        self.check_finite({"fd": fd})
-        self.log_terms({"loss_fd": fd}, batch_size=xs.shape[0])
-        return loss + fd
+            return super().source_terms(image, image_in, labels, out)
+        encoder = None
+        one_pass = callable(getattr(self.net, "forward_with_encoder", None)) and not self.hparams.source_augment
+        if out is None and one_pass:
+            out, encoder = self.net.forward_with_encoder(image)
+        terms = super().source_terms(image, image_in, labels, out)
+        if encoder is None:
+            encoder = self.net.encoder_features(image)
+        return {**terms, "fd": self.feature_distance(encoder, image, labels)}
 
 
 __all__ = ["DAFormer"]
